@@ -1,0 +1,618 @@
+//! The local backend: a directory whose top-level directories are buckets and whose files are
+//! objects at their key's path. Every path is resolved with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)` from the root, so no key and no symlink planted in the tree can reach
+//! outside it. Writes go to a hidden, flock-ed temporary file in the destination directory and
+//! are renamed into place after `fdatasync`, so readers see the old object or the new one.
+//! Metadata lives in the `user.s3serve` xattr (it moves with the rename), or in a sidecar tree
+//! under `.s3serve/meta/` where the filesystem has no xattrs.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlags};
+
+use super::key::{is_hidden, HIDDEN_PREFIX};
+use super::{
+    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
+    ObjectWriter, Result,
+};
+
+const XATTR: &str = "user.s3serve";
+/// Temporary files: hidden, and recognisable by the start-up sweep.
+pub const TEMP_PREFIX: &str = ".s3serve-tmp-";
+const SIDECAR_SUFFIX: &str = ".s3m";
+/// Large enough for any record we write (2 KiB of user metadata plus headers, escaped).
+const META_BUF: usize = 64 * 1024;
+
+/// Modes for new files and directories (the process umask still applies).
+#[derive(Debug, Clone, Copy)]
+pub struct Perms {
+    pub file: u32,
+    pub dir: u32,
+}
+
+pub struct LocalBackend {
+    root: PathBuf,
+    root_fd: OwnedFd,
+    perms: Perms,
+    xattrs: bool,
+}
+
+fn resolve() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+}
+
+fn errno(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+impl LocalBackend {
+    /// Opens (creating if missing) the served directory and probes for xattr support.
+    pub fn open(root: &Path, perms: Perms) -> Result<LocalBackend> {
+        std::fs::create_dir_all(root)?;
+        let root_fd = rfs::open(
+            root,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let private = root.join(HIDDEN_PREFIX);
+        std::fs::create_dir_all(&private)?;
+        let probe = private.join("xattr-probe");
+        let file = File::create(&probe)?;
+        let xattrs = rfs::fsetxattr(&file, XATTR, b"1", rfs::XattrFlags::empty()).is_ok();
+        if !xattrs {
+            log::warn!(
+                "{} has no user xattrs: metadata goes to {}",
+                root.display(),
+                private.join("meta").display()
+            );
+        }
+        Ok(LocalBackend {
+            root: root.to_path_buf(),
+            root_fd,
+            perms,
+            xattrs,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes temporary files left by a crash. A temp file whose flock can be taken has no
+    /// live writer, in this process or in another instance sharing the filesystem.
+    pub fn sweep_temporaries(&self) -> usize {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Ok(ft) = entry.file_type() else { continue };
+                if ft.is_dir() && !(dir == self.root && name == HIDDEN_PREFIX) {
+                    stack.push(entry.path());
+                } else if ft.is_file()
+                    && name.starts_with(TEMP_PREFIX)
+                    && remove_if_unlocked(&entry.path())
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    fn open_at(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        rfs::openat2(
+            &self.root_fd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve(),
+        )
+        .map_err(errno)
+    }
+
+    fn bucket_fd(&self, bucket: &str) -> Result<OwnedFd> {
+        self.open_at(bucket, OFlags::DIRECTORY | OFlags::RDONLY)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => BackendError::new(
+                    ErrorKind::NoSuchBucket,
+                    "The specified bucket does not exist",
+                ),
+                _ => e.into(),
+            })
+    }
+
+    /// Opens the directory that holds `key`, creating missing directories when `create`.
+    fn parent_fd(&self, bucket: &str, key: &str, create: bool) -> Result<OwnedFd> {
+        let bucket_fd = self.bucket_fd(bucket)?;
+        let Some((dir, _)) = key.rsplit_once('/') else {
+            return Ok(bucket_fd);
+        };
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        match rfs::openat2(&bucket_fd, dir, flags, Mode::empty(), resolve()) {
+            Ok(fd) => Ok(fd),
+            Err(rustix::io::Errno::NOENT) if create => self.make_dirs(bucket_fd, dir),
+            Err(e) => Err(dir_error(errno(e))),
+        }
+    }
+
+    fn make_dirs(&self, mut fd: OwnedFd, dir: &str) -> Result<OwnedFd> {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        for seg in dir.split('/') {
+            match rfs::mkdirat(&fd, seg, Mode::from_raw_mode(self.perms.dir)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(dir_error(errno(e))),
+            }
+            fd = rfs::openat2(&fd, seg, flags, Mode::empty(), resolve())
+                .map_err(|e| dir_error(errno(e)))?;
+        }
+        Ok(fd)
+    }
+
+    fn open_file(&self, bucket: &str, key: &str) -> Result<File> {
+        let fd = self
+            .open_at(&format!("{bucket}/{key}"), OFlags::RDONLY)
+            .map_err(|e| not_found_or(e, bucket))?;
+        let file = File::from(fd);
+        if file.metadata()?.is_dir() {
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                "The specified key does not exist.",
+            ));
+        }
+        Ok(file)
+    }
+
+    fn info_of(&self, file: &File, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let st = rfs::fstat(file).map_err(errno)?;
+        let size = st.st_size as u64;
+        let mtime = UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
+        let raw = self.read_meta(file, bucket, key);
+        let meta = raw.and_then(|raw| ObjectMeta::decode(&raw, size, mtime));
+        Ok(ObjectInfo { size, mtime, meta })
+    }
+
+    fn read_meta(&self, file: &File, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; META_BUF];
+        if self.xattrs {
+            if let Ok(n) = rfs::fgetxattr(file, XATTR, &mut buf[..]) {
+                buf.truncate(n);
+                return Some(buf);
+            }
+        }
+        std::fs::read(self.sidecar(bucket, key)).ok()
+    }
+
+    fn sidecar(&self, bucket: &str, key: &str) -> PathBuf {
+        self.root
+            .join(HIDDEN_PREFIX)
+            .join("meta")
+            .join(bucket)
+            .join(format!("{key}{SIDECAR_SUFFIX}"))
+    }
+
+    fn write_sidecar(&self, bucket: &str, key: &str, raw: &[u8]) -> io::Result<()> {
+        let path = self.sidecar(bucket, key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", crate::util::unique_token()));
+        std::fs::write(&tmp, raw)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Stores `raw` for the object open as `file`: in the xattr, else in the sidecar.
+    fn write_meta(&self, file: &File, bucket: &str, key: &str, raw: &[u8]) -> Result<()> {
+        if self.xattrs && rfs::fsetxattr(file, XATTR, raw, rfs::XattrFlags::empty()).is_ok() {
+            return Ok(());
+        }
+        Ok(self.write_sidecar(bucket, key, raw)?)
+    }
+
+    fn remove_sidecar(&self, bucket: &str, key: &str) {
+        if !self.xattrs {
+            let _ = std::fs::remove_file(self.sidecar(bucket, key));
+        }
+    }
+
+    fn cleanup_parents(&self, bucket: &str, key: &str) {
+        let Ok(bucket_fd) = self.bucket_fd(bucket) else {
+            return;
+        };
+        let mut dir = key;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if rfs::unlinkat(&bucket_fd, parent, AtFlags::REMOVEDIR).is_err() {
+                break;
+            }
+            dir = parent;
+        }
+    }
+}
+
+fn dir_error(e: io::Error) -> BackendError {
+    match e.raw_os_error() {
+        Some(code)
+            if code == rustix::io::Errno::NOTDIR.raw_os_error()
+                || code == rustix::io::Errno::EXIST.raw_os_error() =>
+        {
+            BackendError::new(
+                ErrorKind::Conflict,
+                "A file exists where the key needs a directory",
+            )
+        }
+        _ if e.kind() == io::ErrorKind::NotADirectory => BackendError::new(
+            ErrorKind::Conflict,
+            "A file exists where the key needs a directory",
+        ),
+        Some(code)
+            if code == rustix::io::Errno::LOOP.raw_os_error()
+                || code == rustix::io::Errno::XDEV.raw_os_error() =>
+        {
+            BackendError::new(
+                ErrorKind::Conflict,
+                "The key's path crosses a symbolic link",
+            )
+        }
+        _ => e.into(),
+    }
+}
+
+fn not_found_or(e: io::Error, bucket: &str) -> BackendError {
+    let _ = bucket;
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+            BackendError::new(ErrorKind::NotFound, "The specified key does not exist.")
+        }
+        _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            BackendError::new(ErrorKind::NotFound, "The specified key does not exist.")
+        }
+        _ => e.into(),
+    }
+}
+
+fn remove_if_unlocked(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    if rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    std::fs::remove_file(path).is_ok()
+}
+
+fn to_system_time(st: &rfs::Stat) -> SystemTime {
+    UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32)
+}
+
+impl Backend for LocalBackend {
+    fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if is_hidden(&name) || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let md = entry.metadata()?;
+            let created = md
+                .created()
+                .or_else(|_| md.modified())
+                .unwrap_or(UNIX_EPOCH);
+            out.push(BucketInfo { name, created });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn create_bucket(&self, bucket: &str) -> Result<()> {
+        match rfs::mkdirat(&self.root_fd, bucket, Mode::from_raw_mode(self.perms.dir)) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => {
+                Err(BackendError::new(ErrorKind::BucketExists, "Your previous request to create the named bucket succeeded and you already own it."))
+            }
+            Err(e) => Err(errno(e).into()),
+        }
+    }
+
+    fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.bucket_fd(bucket)?;
+        match rfs::unlinkat(&self.root_fd, bucket, AtFlags::REMOVEDIR) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(
+                    self.root.join(HIDDEN_PREFIX).join("meta").join(bucket),
+                );
+                Ok(())
+            }
+            Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => {
+                Err(BackendError::new(
+                    ErrorKind::BucketNotEmpty,
+                    "The bucket you tried to delete is not empty",
+                ))
+            }
+            Err(e) => Err(errno(e).into()),
+        }
+    }
+
+    fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.bucket_fd(bucket) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NoSuchBucket => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        self.bucket_fd(bucket)?;
+        let file = self.open_file(bucket, key)?;
+        self.info_of(&file, bucket, key)
+    }
+
+    fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        self.bucket_fd(bucket)?;
+        let file = self.open_file(bucket, key)?;
+        let info = self.info_of(&file, bucket, key)?;
+        Ok(ObjectReader {
+            info,
+            body: Box::new(file),
+        })
+    }
+
+    fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        Ok(Box::new(LocalWriter::create(self, bucket, key)?))
+    }
+
+    fn remove(&self, bucket: &str, key: &str, cleanup: bool) -> Result<()> {
+        let dir = match self.parent_fd(bucket, key, false) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Conflict) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let name = key.rsplit('/').next().unwrap_or(key);
+        match rfs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => self.remove_sidecar(bucket, key),
+            Err(rustix::io::Errno::NOENT)
+            | Err(rustix::io::Errno::ISDIR)
+            | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(errno(e).into()),
+        }
+        if cleanup {
+            self.cleanup_parents(bucket, key);
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
+        let fd = if dir.is_empty() {
+            self.bucket_fd(bucket)?
+        } else {
+            let bucket_fd = self.bucket_fd(bucket)?;
+            let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+            match rfs::openat2(
+                &bucket_fd,
+                dir.trim_end_matches('/'),
+                flags,
+                Mode::empty(),
+                resolve(),
+            ) {
+                Ok(fd) => fd,
+                Err(_) => return Ok(Vec::new()),
+            }
+        };
+        read_entries(fd)
+    }
+
+    fn set_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        info: &ObjectInfo,
+        meta: &ObjectMeta,
+    ) -> Result<()> {
+        let file = self.open_file(bucket, key)?;
+        let st = rfs::fstat(&file).map_err(errno)?;
+        if st.st_size as u64 != info.size || to_system_time(&st) != info.mtime {
+            return Ok(()); // changed again meanwhile: the record would be stale at once
+        }
+        self.write_meta(&file, bucket, key, &meta.encode(info.size, info.mtime))
+    }
+
+    fn copy(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+    ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        self.bucket_fd(src.0)?;
+        let source = self.open_file(src.0, src.1)?;
+        let info = self.info_of(&source, src.0, src.1)?;
+        let mut writer = LocalWriter::create(self, dst.0, dst.1)?;
+        copy_on_disk(&source, &mut writer.file, info.size)?;
+        Ok((info, Box::new(writer)))
+    }
+}
+
+fn read_entries(fd: OwnedFd) -> Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    let mut dir = rfs::Dir::read_from(&fd).map_err(errno)?;
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(errno)?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name == "." || name == ".." || is_hidden(name) {
+            continue;
+        }
+        let ft = match entry.file_type() {
+            rfs::FileType::Unknown => match rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => rfs::FileType::from_raw_mode(st.st_mode),
+                Err(_) => continue,
+            },
+            ft => ft,
+        };
+        match ft {
+            rfs::FileType::Directory => out.push(DirEntry {
+                name: name.to_string(),
+                is_dir: true,
+            }),
+            rfs::FileType::RegularFile => out.push(DirEntry {
+                name: name.to_string(),
+                is_dir: false,
+            }),
+            _ => {} // symlinks, sockets, devices are not objects
+        }
+    }
+    Ok(out)
+}
+
+/// Copies `len` bytes between files in the kernel: a reflink where the filesystem can share
+/// extents, else `copy_file_range`, else a plain buffered copy.
+fn copy_on_disk(src: &File, dst: &mut File, len: u64) -> io::Result<()> {
+    if len == 0 || rfs::ioctl_ficlone(dst.as_fd(), src.as_fd()).is_ok() {
+        return Ok(());
+    }
+    let mut done = 0u64;
+    while done < len {
+        let chunk = (len - done).min(1 << 30) as usize;
+        let mut offset = done;
+        match rfs::copy_file_range(src, Some(&mut offset), &*dst, None, chunk) {
+            Ok(0) => break,
+            Ok(n) => done += n as u64,
+            Err(_) if done == 0 => return buffered_copy(src, dst),
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    if done != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "source shrank during copy",
+        ));
+    }
+    Ok(())
+}
+
+fn buffered_copy(src: &File, dst: &mut File) -> io::Result<()> {
+    let mut src = src.try_clone()?;
+    src.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        dst.write_all(&buf[..n])?;
+    }
+}
+
+/// A write in progress: a locked temporary file beside the final name.
+struct LocalWriter<'a> {
+    backend: &'a LocalBackend,
+    dir: OwnedFd,
+    file: File,
+    temp: String,
+    name: String,
+    bucket: String,
+    key: String,
+    committed: bool,
+}
+
+impl<'a> LocalWriter<'a> {
+    fn create(backend: &'a LocalBackend, bucket: &str, key: &str) -> Result<LocalWriter<'a>> {
+        let name = key.rsplit('/').next().unwrap_or(key).to_string();
+        let temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+        // A concurrent delete may remove a fresh parent directory between mkdir and create.
+        let mut attempt = 0;
+        let (dir, fd) = loop {
+            let dir = backend.parent_fd(bucket, key, true)?;
+            match rfs::openat(
+                &dir,
+                temp.as_str(),
+                flags,
+                Mode::from_raw_mode(backend.perms.file),
+            ) {
+                Ok(fd) => break (dir, fd),
+                Err(rustix::io::Errno::NOENT) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(errno(e).into()),
+            }
+        };
+        let file = File::from(fd);
+        rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(errno)?;
+        Ok(LocalWriter {
+            backend,
+            dir,
+            file,
+            temp,
+            name,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            committed: false,
+        })
+    }
+}
+
+impl Write for LocalWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for LocalWriter<'_> {
+    fn commit(
+        mut self: Box<Self>,
+        meta: &ObjectMeta,
+        mtime: Option<SystemTime>,
+    ) -> Result<ObjectInfo> {
+        self.file.sync_data()?;
+        if let Some(t) = mtime {
+            self.file.set_modified(t)?;
+        }
+        let st = rfs::fstat(&self.file).map_err(errno)?;
+        let info = ObjectInfo {
+            size: st.st_size as u64,
+            mtime: to_system_time(&st),
+            meta: Some(meta.clone()),
+        };
+        let raw = meta.encode(info.size, info.mtime);
+        self.backend
+            .write_meta(&self.file, &self.bucket, &self.key, &raw)?;
+        match rfs::renameat(&self.dir, self.temp.as_str(), &self.dir, self.name.as_str()) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::ISDIR)
+            | Err(rustix::io::Errno::NOTEMPTY)
+            | Err(rustix::io::Errno::EXIST) => {
+                return Err(BackendError::new(
+                    ErrorKind::Conflict,
+                    "A directory exists at this key",
+                ));
+            }
+            Err(e) => return Err(errno(e).into()),
+        }
+        self.committed = true;
+        rfs::fsync(&self.dir).map_err(errno)?;
+        Ok(info)
+    }
+}
+
+impl Drop for LocalWriter<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rfs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Object metadata as stored beside the bytes: the HTTP headers S3 keeps (Content-Type and
+//! friends), user metadata, the ETag and checksums. The record also carries the size and mtime
+//! it describes, so a file changed behind our back is detected and its record ignored.
+//! The encoding is a small line format (`name TAB value`, with `\`, TAB and newline escaped),
+//! readable with `getfattr` and stable across versions (it starts with a version line).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MAGIC: &str = "s3serve-meta 1";
+
+/// What S3 stores with an object besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectMeta {
+    /// Unquoted ETag: hex digest, or `hex-N` for multipart objects.
+    pub etag: Option<String>,
+    /// The hash that produced `etag` (`MD5`, `SHA1`, `SHA256`, or `MULTIPART`).
+    pub etag_alg: String,
+    /// System headers, lower-case name to value: content-type, cache-control, …
+    pub headers: Vec<(String, String)>,
+    /// User metadata without the `x-amz-meta-` prefix, lower-case names.
+    pub user: Vec<(String, String)>,
+    /// Verified checksums: algorithm name (`CRC32`, …) to base64 value.
+    pub checksums: Vec<(String, String)>,
+}
+
+/// The system headers S3 stores and returns, in the order they are returned.
+pub const STORED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
+
+impl ObjectMeta {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Serialises the record for an object of `size` bytes modified at `mtime`.
+    pub fn encode(&self, size: u64, mtime: SystemTime) -> Vec<u8> {
+        let mut out = String::with_capacity(256);
+        out.push_str(MAGIC);
+        out.push('\n');
+        push(&mut out, "size", &size.to_string());
+        push(&mut out, "mtime", &mtime_nanos(mtime).to_string());
+        if let Some(etag) = &self.etag {
+            push(&mut out, "etag", etag);
+            push(&mut out, "etag-alg", &self.etag_alg);
+        }
+        for (n, v) in &self.headers {
+            push(&mut out, &format!("h:{n}"), v);
+        }
+        for (n, v) in &self.user {
+            push(&mut out, &format!("m:{n}"), v);
+        }
+        for (n, v) in &self.checksums {
+            push(&mut out, &format!("c:{n}"), v);
+        }
+        out.into_bytes()
+    }
+
+    /// Parses a record; `None` if it is damaged or describes another size or mtime.
+    pub fn decode(raw: &[u8], size: u64, mtime: SystemTime) -> Option<ObjectMeta> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let mut meta = ObjectMeta::default();
+        let (mut seen_size, mut seen_mtime) = (None, None);
+        for line in lines {
+            let (name, value) = line.split_once('\t')?;
+            let value = unescape(value)?;
+            match name {
+                "size" => seen_size = value.parse::<u64>().ok(),
+                "mtime" => seen_mtime = value.parse::<u128>().ok(),
+                "etag" => meta.etag = Some(value),
+                "etag-alg" => meta.etag_alg = value,
+                _ => meta.push_prefixed(name, value),
+            }
+        }
+        (seen_size == Some(size) && seen_mtime == Some(mtime_nanos(mtime))).then_some(meta)
+    }
+
+    fn push_prefixed(&mut self, name: &str, value: String) {
+        if let Some(n) = name.strip_prefix("h:") {
+            self.headers.push((n.to_string(), value));
+        } else if let Some(n) = name.strip_prefix("m:") {
+            self.user.push((n.to_string(), value));
+        } else if let Some(n) = name.strip_prefix("c:") {
+            self.checksums.push((n.to_string(), value));
+        }
+    }
+
+    /// Bytes of user metadata as S3 counts them (names plus values).
+    pub fn user_size(&self) -> usize {
+        self.user.iter().map(|(n, v)| n.len() + v.len()).sum()
+    }
+}
+
+fn mtime_nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos()
+}
+
+fn push(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push('\t');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\n');
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            '\\' => '\\',
+            'n' => '\n',
+            't' => '\t',
+            'r' => '\r',
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ObjectMeta {
+        ObjectMeta {
+            etag: Some("abc-2".into()),
+            etag_alg: "MULTIPART".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            user: vec![("k".into(), "tab\there\nnew\\line".into())],
+            checksums: vec![("CRC32".into(), "AAAAAA==".into())],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let t = UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789);
+        let raw = sample().encode(42, t);
+        assert_eq!(ObjectMeta::decode(&raw, 42, t), Some(sample()));
+    }
+
+    #[test]
+    fn stale_or_damaged_records_are_ignored() {
+        let t = UNIX_EPOCH + Duration::from_secs(5);
+        let raw = sample().encode(42, t);
+        assert_eq!(ObjectMeta::decode(&raw, 43, t), None);
+        assert_eq!(
+            ObjectMeta::decode(&raw, 42, t + Duration::from_nanos(1)),
+            None
+        );
+        assert_eq!(ObjectMeta::decode(b"garbage", 42, t), None);
+        assert_eq!(
+            ObjectMeta::decode(b"s3serve-meta 1\nsize\t42\nbad", 42, t),
+            None
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Storage backends: the bottom of the data path (`ops -> vfs -> backend`). A backend stores
+//! objects under bucket and key, with their metadata, and knows no HTTP and no S3 wire format.
+//! Optional capabilities (server-side copy) are default methods, so a backend only implements
+//! what it can do natively.
+
+pub mod key;
+pub mod local;
+pub mod memory;
+pub mod meta;
+
+use std::io::{self, Read, Seek, Write};
+use std::time::SystemTime;
+
+pub use meta::ObjectMeta;
+
+/// Why a backend call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    NoSuchBucket,
+    BucketExists,
+    BucketNotEmpty,
+    /// A key collides with a directory, or a file sits where a directory is needed.
+    Conflict,
+    InvalidKey,
+    KeyTooLong,
+    ReadOnly,
+    Unsupported,
+    Io,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> BackendError {
+        BackendError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl From<io::Error> for BackendError {
+    fn from(e: io::Error) -> BackendError {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => ErrorKind::Conflict,
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+                ErrorKind::ReadOnly
+            }
+            _ => ErrorKind::Io,
+        };
+        BackendError::new(kind, e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A bucket as listed.
+#[derive(Debug, Clone)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created: SystemTime,
+}
+
+/// An object's size, modification time and stored metadata. `meta` is `None` when nothing was
+/// stored for it, or when what was stored describes another size or mtime (the file changed
+/// behind our back).
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub meta: Option<ObjectMeta>,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// A streaming object write. Dropping it without `commit` discards everything written.
+pub trait ObjectWriter: Write + Send {
+    /// Makes the object visible atomically with `meta` and, if given, `mtime`.
+    fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo>;
+}
+
+/// A seekable object body.
+pub trait Body: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Body for T {}
+
+/// An open object with the info it was opened with, positioned at its start. Callers seek
+/// and limit it to the range they serve, so the info and the bytes come from one open.
+pub struct ObjectReader {
+    pub info: ObjectInfo,
+    pub body: Box<dyn Body>,
+}
+
+/// The storage interface. Keys passed in have been checked by [`key::check`].
+pub trait Backend: Send + Sync {
+    fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
+    fn create_bucket(&self, bucket: &str) -> Result<()>;
+    fn delete_bucket(&self, bucket: &str) -> Result<()>;
+    fn bucket_exists(&self, bucket: &str) -> Result<bool>;
+
+    fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
+    fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader>;
+    fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>>;
+    /// Removes an object; a missing key is not an error. With `cleanup`, parent directories
+    /// left empty are removed up to, not including, the bucket.
+    fn remove(&self, bucket: &str, key: &str, cleanup: bool) -> Result<()>;
+    /// Lists one directory level: `dir` is "" for the bucket root or ends with `/`.
+    /// Entries come in no particular order; hidden names are left out.
+    fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>>;
+    /// Rewrites stored metadata of an unchanged object (e.g. a freshly computed ETag).
+    fn set_meta(&self, bucket: &str, key: &str, info: &ObjectInfo, meta: &ObjectMeta)
+        -> Result<()>;
+
+    /// Starts a write of `dst` that already holds the bytes of `src`, copied without passing
+    /// through this process where the storage can. Returns the source's info too.
+    fn copy(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+    ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        let mut reader = self.open(src.0, src.1)?;
+        let mut writer = self.create(dst.0, dst.1)?;
+        io::copy(&mut reader.body, &mut writer)?;
+        Ok((reader.info, writer))
+    }
+}

@@ -1,0 +1,724 @@
+//! Command-line recognition: turns argv into a typed [`Args`] and nothing more.
+//!
+//! This is the first of the two CLI steps (`main -> cli -> config`): it knows every flag's
+//! name, whether it takes a value and that value's type, and it keeps rclone's spellings and
+//! defaults so that `s3serve` can stand in for `rclone serve s3`. It reads no files and checks
+//! no combinations of flags; `Config::from_args` does that. Every error names the flag it is
+//! about, and flags that rclone has but s3serve does not build yet are refused as such rather
+//! than as typos. The value parsers for rclone's `Duration`, `SizeSuffix` and `FileMode` types
+//! are public so that later steps can read the same syntax from other places.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lexopt::{Arg, Parser};
+
+/// rclone's default listen address.
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// Flags of `rclone serve s3` (its own and its filter group) that s3serve does not build yet.
+/// Kept apart from the parse arms so that a user gets "not supported yet", not "unknown flag".
+#[rustfmt::skip]
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "allow-origin", "auth-proxy", "cert", "client-ca", "dir-cache-time",
+    "disable-multipart-streaming", "force-path-style", "gid", "htpasswd", "key", "link-perms",
+    "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-expiry",
+    "multipart-max-uploads", "multipart-streaming-buffer-limit",
+    "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
+    "realm", "response-header", "salt", "server-read-timeout", "server-write-timeout", "uid",
+    "user", "user-from-header", "vfs-block-norm-dupes", "vfs-cache-max-age",
+    "vfs-cache-max-size", "vfs-cache-min-free-space", "vfs-cache-mode",
+    "vfs-cache-poll-interval", "vfs-case-insensitive", "vfs-disk-space-total-size",
+    "vfs-fast-fingerprint", "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
+    "vfs-read-ahead", "vfs-read-chunk-size", "vfs-read-chunk-size-limit",
+    "vfs-read-chunk-streams", "vfs-read-wait", "vfs-refresh", "vfs-used-is-size",
+    "vfs-write-back", "vfs-write-wait",
+    // The filter group.
+    "delete-excluded", "exclude", "exclude-from", "exclude-if-present", "files-from",
+    "files-from-raw", "files-from0", "filter", "filter-from", "hash-filter", "ignore-case",
+    "include", "include-from", "max-age", "max-depth", "max-size", "metadata-exclude",
+    "metadata-exclude-from", "metadata-filter", "metadata-filter-from", "metadata-include",
+    "metadata-include-from", "min-age", "min-size",
+];
+
+/// The `-h`/`--help` text, laid out like rclone's.
+pub const HELP: &str = "\
+s3serve serves a local directory over the Amazon S3 protocol.
+
+It stands in for `rclone serve s3`: the flags below keep rclone's names,
+meanings and defaults. Other flags of rclone serve s3 are refused as not
+supported yet.
+
+Usage:
+  s3serve [FLAGS] PATH
+
+Flags:
+      --addr stringArray      IPaddress:Port or :Port to bind server to (default 127.0.0.1:8080)
+      --auth-key stringArray  Set key pair for v4 authorization: access_key_id,secret_access_key
+      --baseurl string        Prefix for URLs - leave blank for root
+      --dir-perms FileMode    Directory permissions (default 777)
+      --etag-hash string      Which hash to use for the ETag: MD5, SHA1, SHA256, auto, or blank for off (default \"MD5\")
+      --file-perms FileMode   File permissions (default 666)
+  -h, --help                  Print this help and exit
+      --log-file string       Log everything to this file (default standard error)
+      --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
+      --no-cleanup            Not to cleanup empty folder after object is deleted
+      --no-modtime            Don't read/write the modification time (can speed things up)
+  -q, --quiet                 Print as little stuff as possible
+      --read-only             Only allow read-only access
+      --umask FileMode        Override the permission bits set by the filesystem (default 022)
+  -v, --verbose count         Print lots more stuff (repeat for more)
+  -V, --version               Print the version number and exit
+      --workers int           Number of threads serving requests (default automatic)
+";
+
+/// Every recognised flag, type-checked but not yet interpreted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    pub addrs: Vec<String>,
+    pub auth_keys: Vec<(String, String)>,
+    pub read_only: bool,
+    pub no_cleanup: bool,
+    /// `MD5`, `SHA1`, `SHA256`, or empty for no ETag.
+    pub etag_hash: String,
+    /// Without leading or trailing `/`; empty serves from the root.
+    pub baseurl: String,
+    pub file_perms: u32,
+    pub dir_perms: u32,
+    pub umask: u32,
+    pub no_modtime: bool,
+    pub verbose: u8,
+    pub quiet: bool,
+    /// `DEBUG`, `INFO`, `NOTICE` or `ERROR`.
+    pub log_level: Option<String>,
+    pub log_file: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub path: Option<String>,
+    pub help: bool,
+    pub version: bool,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            addrs: vec![DEFAULT_ADDR.to_owned()],
+            auth_keys: Vec::new(),
+            read_only: false,
+            no_cleanup: false,
+            etag_hash: "MD5".to_owned(),
+            baseurl: String::new(),
+            file_perms: 0o666,
+            dir_perms: 0o777,
+            umask: 0o022,
+            no_modtime: false,
+            verbose: 0,
+            quiet: false,
+            log_level: None,
+            log_file: None,
+            workers: None,
+            path: None,
+            help: false,
+            version: false,
+        }
+    }
+}
+
+/// A command-line error; the message names the flag, e.g. `--umask: invalid file mode "9"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+fn flag_error(flag: &str, message: impl std::fmt::Display) -> CliError {
+    CliError(format!("{flag}: {message}"))
+}
+
+/// Parses the arguments after argv[0]. `--addr` defaults to 127.0.0.1:8080 only when none is given.
+pub fn parse_args<I>(args: I) -> Result<Args, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut parser = Parser::from_args(args);
+    let mut args = Args {
+        addrs: Vec::new(),
+        ..Args::default()
+    };
+    while let Some(arg) = parser.next().map_err(from_lexopt)? {
+        match arg {
+            Arg::Value(value) => args.set_path(value)?,
+            Arg::Short(c) => args.apply_short(c)?,
+            Arg::Long(name) => {
+                let flag = format!("--{name}");
+                args.apply_long(&flag, &mut parser)?;
+            }
+        }
+    }
+    if args.addrs.is_empty() {
+        args.addrs.push(DEFAULT_ADDR.to_owned());
+    }
+    Ok(args)
+}
+
+impl Args {
+    fn apply_short(&mut self, c: char) -> Result<(), CliError> {
+        match c {
+            'v' => self.verbose = self.verbose.saturating_add(1),
+            'q' => self.quiet = true,
+            'h' => self.help = true,
+            'V' => self.version = true,
+            'f' => return Err(flag_error("-f (--filter)", "not supported yet by s3serve")),
+            _ => return Err(flag_error(&format!("-{c}"), "unknown flag")),
+        }
+        Ok(())
+    }
+
+    fn apply_long(&mut self, flag: &str, p: &mut Parser) -> Result<(), CliError> {
+        match flag {
+            "--addr" => self.addrs.push(typed(p, flag, |s| Ok(s.to_owned()))?),
+            "--auth-key" => self.auth_keys.push(typed(p, flag, parse_auth_key)?),
+            "--read-only" => self.read_only = switch(p, flag)?,
+            "--no-cleanup" => self.no_cleanup = switch(p, flag)?,
+            "--etag-hash" => self.etag_hash = typed(p, flag, parse_etag_hash)?,
+            "--baseurl" => self.baseurl = typed(p, flag, |s| Ok(s.trim_matches('/').to_owned()))?,
+            "--file-perms" => self.file_perms = typed(p, flag, parse_file_mode)?,
+            "--dir-perms" => self.dir_perms = typed(p, flag, parse_file_mode)?,
+            "--umask" => self.umask = typed(p, flag, parse_file_mode)?,
+            "--no-modtime" => self.no_modtime = switch(p, flag)?,
+            "--verbose" => self.verbose = self.verbose.saturating_add(1),
+            "--quiet" => self.quiet = true,
+            "--log-level" => self.log_level = Some(typed(p, flag, parse_log_level)?),
+            "--log-file" => self.log_file = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
+            "--help" => self.help = true,
+            "--version" => self.version = true,
+            _ => return Err(unrecognised(flag)),
+        }
+        Ok(())
+    }
+
+    fn set_path(&mut self, value: OsString) -> Result<(), CliError> {
+        let value = value
+            .into_string()
+            .map_err(|v| CliError(format!("PATH: {v:?} is not valid UTF-8")))?;
+        if self.path.is_some() {
+            return Err(CliError(format!(
+                "PATH: unexpected second path {value:?} (s3serve serves one directory)"
+            )));
+        }
+        self.path = Some(value);
+        Ok(())
+    }
+}
+
+fn unrecognised(flag: &str) -> CliError {
+    let name = flag.trim_start_matches('-');
+    if NOT_YET_SUPPORTED.contains(&name) {
+        flag_error(flag, "not supported yet by s3serve")
+    } else {
+        flag_error(flag, "unknown flag")
+    }
+}
+
+fn from_lexopt(error: lexopt::Error) -> CliError {
+    match error {
+        lexopt::Error::MissingValue {
+            option: Some(option),
+        } => flag_error(&option, "missing value"),
+        lexopt::Error::UnexpectedValue { option, .. } => flag_error(&option, "takes no value"),
+        other => CliError(other.to_string()),
+    }
+}
+
+fn raw_value(p: &mut Parser, flag: &str) -> Result<OsString, CliError> {
+    p.value().map_err(|_| flag_error(flag, "missing value"))
+}
+
+/// Takes the flag's value and converts it, prefixing any error with the flag name.
+fn typed<T>(
+    p: &mut Parser,
+    flag: &str,
+    convert: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, CliError> {
+    let value = raw_value(p, flag)?
+        .into_string()
+        .map_err(|_| flag_error(flag, "value is not valid UTF-8"))?;
+    convert(&value).map_err(|message| flag_error(flag, message))
+}
+
+/// A boolean flag, optionally with `=true` or `=false` as rclone's flag library allows.
+fn switch(p: &mut Parser, flag: &str) -> Result<bool, CliError> {
+    let Some(value) = p.optional_value() else {
+        return Ok(true);
+    };
+    match value.to_str() {
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        _ => Err(flag_error(
+            flag,
+            format!("expected true or false, got {value:?}"),
+        )),
+    }
+}
+
+fn parse_auth_key(s: &str) -> Result<(String, String), String> {
+    // The message never repeats the value: it holds a secret.
+    match s.split_once(',') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() && !secret.contains(',') => {
+            Ok((id.to_owned(), secret.to_owned()))
+        }
+        _ => Err("expected ACCESS_KEY_ID,SECRET_ACCESS_KEY".to_owned()),
+    }
+}
+
+fn parse_etag_hash(s: &str) -> Result<String, String> {
+    let upper = s.to_ascii_uppercase();
+    match upper.as_str() {
+        "" | "MD5" | "SHA1" | "SHA256" => Ok(upper),
+        // rclone's auto takes the backend's first hash, which for a local directory is MD5.
+        "AUTO" => Ok("MD5".to_owned()),
+        _ => Err(format!(
+            "unsupported hash {s:?} (use MD5, SHA1, SHA256, or blank for no ETag)"
+        )),
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let upper = s.to_ascii_uppercase();
+    match upper.as_str() {
+        "DEBUG" | "INFO" | "NOTICE" | "ERROR" => Ok(upper),
+        _ => Err(format!(
+            "unknown log level {s:?} (use DEBUG, INFO, NOTICE or ERROR)"
+        )),
+    }
+}
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a number of threads >= 1, got {s:?}")),
+    }
+}
+
+/// Parses rclone's `FileMode`: octal digits, optionally after `0o`, at most `7777`.
+pub fn parse_file_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!("invalid file mode {s:?}"));
+    }
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("file mode {s:?} is larger than 7777")),
+    }
+}
+
+/// A non-negative decimal number, kept exact so `1.5h` and `1.5Gi` scale without rounding.
+struct Decimal {
+    whole: u128,
+    fraction: u128,
+    /// `10^n` for the `n` fraction digits kept.
+    scale: u128,
+}
+
+/// Fraction digits beyond this are worth less than a nanosecond or a byte for every unit.
+const MAX_FRACTION_DIGITS: usize = 19;
+
+impl Decimal {
+    /// `self * unit`, truncated to a whole number; `None` on overflow.
+    fn scaled(&self, unit: u128) -> Option<u128> {
+        let part = self.fraction.checked_mul(unit)? / self.scale;
+        self.whole.checked_mul(unit)?.checked_add(part)
+    }
+}
+
+/// Splits a leading `digits[.digits]` (either side may be empty, not both) from `s`.
+fn split_number(s: &str) -> Option<(Decimal, &str)> {
+    let (whole, rest) = split_digits(s);
+    let (fraction, rest) = match rest.strip_prefix('.') {
+        Some(after_dot) => split_digits(after_dot),
+        None => ("", rest),
+    };
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let fraction = &fraction[..fraction.len().min(MAX_FRACTION_DIGITS)];
+    let number = Decimal {
+        whole: digits_value(whole)?,
+        fraction: digits_value(fraction)?,
+        scale: 10u128.pow(u32::try_from(fraction.len()).ok()?),
+    };
+    Some((number, rest))
+}
+
+fn split_digits(s: &str) -> (&str, &str) {
+    s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()))
+}
+
+fn digits_value(digits: &str) -> Option<u128> {
+    if digits.is_empty() {
+        Some(0)
+    } else {
+        digits.parse().ok()
+    }
+}
+
+const NANOS_PER_SECOND: u128 = 1_000_000_000;
+const NANOS_PER_DAY: u128 = 86_400 * NANOS_PER_SECOND;
+
+/// Go's duration units, then rclone's day, week, month (30 days) and year (365 days).
+const DURATION_UNITS: &[(&str, u128)] = &[
+    ("ns", 1),
+    ("us", 1_000),
+    ("\u{b5}s", 1_000),
+    ("\u{3bc}s", 1_000),
+    ("ms", 1_000_000),
+    ("s", NANOS_PER_SECOND),
+    ("m", 60 * NANOS_PER_SECOND),
+    ("h", 3_600 * NANOS_PER_SECOND),
+    ("d", NANOS_PER_DAY),
+    ("w", 7 * NANOS_PER_DAY),
+    ("M", 30 * NANOS_PER_DAY),
+    ("y", 365 * NANOS_PER_DAY),
+];
+
+/// rclone keeps durations in Go's signed 64-bit nanoseconds (about 292 years).
+const MAX_DURATION_NANOS: u128 = i64::MAX as u128;
+
+/// Parses rclone's `Duration`: `1h30m`, `1.5h`, `300ms`, `2d`, a bare number of seconds,
+/// or `off` (returned as [`Duration::MAX`]).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    if s == "off" {
+        return Ok(Duration::MAX);
+    }
+    if s.starts_with('-') {
+        return Err(format!("negative duration {s:?}"));
+    }
+    let nanos = match split_number(s) {
+        Some((seconds, "")) => seconds.scaled(NANOS_PER_SECOND),
+        _ => sum_duration_parts(s)?,
+    };
+    nanos
+        .filter(|n| *n <= MAX_DURATION_NANOS)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+/// Sums `<number><unit>` parts; `Ok(None)` when the total overflows.
+fn sum_duration_parts(s: &str) -> Result<Option<u128>, String> {
+    let mut rest = s;
+    let mut total: Option<u128> = Some(0);
+    while !rest.is_empty() {
+        let (number, after) =
+            split_number(rest).ok_or_else(|| format!("invalid duration {s:?}"))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, tail) = after.split_at(unit_len);
+        let per_unit = duration_unit(unit, s)?;
+        total = total
+            .zip(number.scaled(per_unit))
+            .and_then(|(t, n)| t.checked_add(n));
+        rest = tail;
+    }
+    Ok(total)
+}
+
+fn duration_unit(unit: &str, whole: &str) -> Result<u128, String> {
+    if unit.is_empty() {
+        return Err(format!("missing unit in duration {whole:?}"));
+    }
+    DURATION_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, nanos)| *nanos)
+        .ok_or_else(|| format!("unknown unit {unit:?} in duration {whole:?}"))
+}
+
+/// Parses rclone's `SizeSuffix`: a number of KiB, or a number with a base-1024 suffix
+/// `B|K|M|G|T|P|E` (any case, optionally followed by `i` and/or `B`). `off` and `-1` give `None`.
+pub fn parse_size(s: &str) -> Result<Option<u64>, String> {
+    if s.is_empty() {
+        return Err("empty size".to_owned());
+    }
+    if s.eq_ignore_ascii_case("off") || s == "-1" {
+        return Ok(None);
+    }
+    if s.starts_with('-') {
+        return Err(format!("negative size {s:?}"));
+    }
+    let (number, suffix) = split_number(s).ok_or_else(|| format!("invalid size {s:?}"))?;
+    let unit = size_unit(suffix).ok_or_else(|| format!("bad suffix {suffix:?} in size {s:?}"))?;
+    number
+        .scaled(unit)
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn size_unit(suffix: &str) -> Option<u128> {
+    let lower = suffix.to_ascii_lowercase();
+    let shift = match lower.as_str() {
+        "" => 10, // rclone's default suffix is K
+        "b" => 0,
+        _ => {
+            let symbol = lower.strip_suffix('b').unwrap_or(&lower);
+            let symbol = symbol.strip_suffix('i').unwrap_or(symbol);
+            10 * (1 + "kmgtpe".find(symbol).filter(|_| symbol.len() == 1)?)
+        }
+    };
+    Some(1u128 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, CliError> {
+        parse_args(args.iter().copied())
+    }
+
+    fn error(args: &[&str]) -> String {
+        parse(args).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&["/srv"]).unwrap();
+        let expected = Args {
+            path: Some("/srv".to_owned()),
+            ..Args::default()
+        };
+        assert_eq!(args, expected);
+        assert_eq!(args.addrs, vec!["127.0.0.1:8080"]);
+        assert_eq!(args.etag_hash, "MD5");
+        assert_eq!(
+            (args.file_perms, args.dir_perms, args.umask),
+            (0o666, 0o777, 0o022)
+        );
+        assert_eq!(parse(&[]).unwrap().path, None);
+    }
+
+    #[test]
+    fn addr_repeats_and_replaces_default() {
+        let args = parse(&["--addr", ":9000", "--addr=[::1]:9001"]).unwrap();
+        assert_eq!(args.addrs, vec![":9000", "[::1]:9001"]);
+        assert_eq!(error(&["--addr"]), "--addr: missing value");
+    }
+
+    #[test]
+    fn auth_key_pairs() {
+        let args = parse(&["--auth-key", "AK,SK", "--auth-key=ak2,sk2"]).unwrap();
+        let pairs = [("AK", "SK"), ("ak2", "sk2")].map(|(a, s)| (a.to_owned(), s.to_owned()));
+        assert_eq!(args.auth_keys, pairs);
+        for bad in ["AKSK", ",SK", "AK,", "A,B,C"] {
+            // The message must not echo the value, which holds a secret.
+            let expected = "--auth-key: expected ACCESS_KEY_ID,SECRET_ACCESS_KEY";
+            assert_eq!(error(&["--auth-key", bad]), expected);
+        }
+    }
+
+    #[test]
+    fn switches() {
+        let args = parse(&["--read-only", "--no-cleanup", "--no-modtime"]).unwrap();
+        assert!(args.read_only && args.no_cleanup && args.no_modtime);
+        assert!(!parse(&["--read-only=false"]).unwrap().read_only);
+        assert!(parse(&["--read-only=true"]).unwrap().read_only);
+        assert!(error(&["--read-only=maybe"]).starts_with("--read-only: "));
+        assert_eq!(error(&["--help=x"]), "--help: takes no value");
+    }
+
+    #[test]
+    fn etag_hash_values() {
+        assert_eq!(
+            parse(&["--etag-hash", "sha256"]).unwrap().etag_hash,
+            "SHA256"
+        );
+        assert_eq!(parse(&["--etag-hash=Sha1"]).unwrap().etag_hash, "SHA1");
+        assert_eq!(parse(&["--etag-hash="]).unwrap().etag_hash, "");
+        assert_eq!(parse(&["--etag-hash", "auto"]).unwrap().etag_hash, "MD5");
+        assert!(error(&["--etag-hash", "crc32"]).starts_with("--etag-hash: "));
+    }
+
+    #[test]
+    fn baseurl_is_trimmed() {
+        assert_eq!(parse(&["--baseurl", "/s3/"]).unwrap().baseurl, "s3");
+        assert_eq!(parse(&["--baseurl=a/b"]).unwrap().baseurl, "a/b");
+        assert_eq!(parse(&["--baseurl", "/"]).unwrap().baseurl, "");
+    }
+
+    #[test]
+    fn perms_flags() {
+        let args = parse(&[
+            "--file-perms",
+            "0644",
+            "--dir-perms=0o755",
+            "--umask",
+            "002",
+        ]);
+        let args = args.unwrap();
+        assert_eq!(
+            (args.file_perms, args.dir_perms, args.umask),
+            (0o644, 0o755, 0o002)
+        );
+        assert_eq!(error(&["--umask", "9"]), "--umask: invalid file mode \"9\"");
+    }
+
+    #[test]
+    fn file_modes() {
+        assert_eq!(parse_file_mode("666"), Ok(0o666));
+        assert_eq!(parse_file_mode("0644"), Ok(0o644));
+        assert_eq!(parse_file_mode("022"), Ok(0o022));
+        assert_eq!(parse_file_mode("0o755"), Ok(0o755));
+        assert_eq!(parse_file_mode("7777"), Ok(0o7777));
+        for bad in ["", "9", "0o", "0x7", "-1", "rw", "10000", "77777777777777"] {
+            assert!(parse_file_mode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn verbosity_and_logging() {
+        assert_eq!(parse(&["-vv"]).unwrap().verbose, 2);
+        assert_eq!(parse(&["-v", "-v", "--verbose"]).unwrap().verbose, 3);
+        assert!(parse(&["-q"]).unwrap().quiet && parse(&["--quiet"]).unwrap().quiet);
+        let args = parse(&["--log-level", "debug", "--log-file=/tmp/s3.log"]).unwrap();
+        assert_eq!(args.log_level.as_deref(), Some("DEBUG"));
+        assert_eq!(args.log_file, Some(PathBuf::from("/tmp/s3.log")));
+        assert!(error(&["--log-level", "loud"]).starts_with("--log-level: "));
+    }
+
+    #[test]
+    fn workers() {
+        assert_eq!(parse(&["--workers", "8"]).unwrap().workers, Some(8));
+        assert!(error(&["--workers", "0"]).starts_with("--workers: "));
+        assert!(error(&["--workers=many"]).starts_with("--workers: "));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(parse(&["-h"]).unwrap().help && parse(&["--help"]).unwrap().help);
+        assert!(parse(&["-V"]).unwrap().version && parse(&["--version"]).unwrap().version);
+    }
+
+    #[test]
+    fn help_lists_recognised_flags() {
+        let flags = HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")));
+        for flag in flags {
+            if let Err(CliError(message)) = parse(&[flag, "1"]) {
+                assert!(!message.ends_with("unknown flag"), "{message}");
+                assert!(!message.contains("not supported"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_unsupported_flags() {
+        assert_eq!(error(&["--bogus"]), "--bogus: unknown flag");
+        assert_eq!(error(&["-x"]), "-x: unknown flag");
+        assert_eq!(
+            error(&["--cert", "c.pem"]),
+            "--cert: not supported yet by s3serve"
+        );
+        assert_eq!(
+            error(&["--vfs-cache-mode=full"]),
+            "--vfs-cache-mode: not supported yet by s3serve"
+        );
+        assert!(error(&["-f", "+ *.txt"]).contains("not supported yet"));
+        for name in NOT_YET_SUPPORTED {
+            let message = error(&[&format!("--{name}"), "x"]);
+            assert_eq!(message, format!("--{name}: not supported yet by s3serve"));
+        }
+    }
+
+    #[test]
+    fn positionals() {
+        assert_eq!(
+            parse(&["--read-only", "dir"]).unwrap().path.as_deref(),
+            Some("dir")
+        );
+        assert_eq!(
+            parse(&["--", "-dir"]).unwrap().path.as_deref(),
+            Some("-dir")
+        );
+        assert!(error(&["a", "b"]).starts_with("PATH: "));
+    }
+
+    #[test]
+    fn durations() {
+        let secs = Duration::from_secs;
+        assert_eq!(parse_duration("5m0s"), Ok(secs(300)));
+        assert_eq!(parse_duration("90s"), Ok(secs(90)));
+        assert_eq!(parse_duration("90"), Ok(secs(90)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h"), Ok(secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(secs(5400)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("10µs"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("100ns"), Ok(Duration::from_nanos(100)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("off"), Ok(Duration::MAX));
+    }
+
+    #[test]
+    fn durations_rclone_suffixes() {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        assert_eq!(parse_duration("1d"), Ok(days(1)));
+        assert_eq!(parse_duration("2w"), Ok(days(14)));
+        assert_eq!(parse_duration("1M"), Ok(days(30)));
+        assert_eq!(parse_duration("1y"), Ok(days(365)));
+        assert_eq!(
+            parse_duration("1.5d"),
+            Ok(days(1) + Duration::from_secs(43_200))
+        );
+    }
+
+    #[test]
+    fn duration_errors() {
+        for bad in [
+            "", "-5s", "-1", "abc", "5x", "1h30", "h", ".s", "1..5s", "5 s", "1000y",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        const MI: u64 = 1 << 20;
+        assert_eq!(parse_size("128Mi"), Ok(Some(128 * MI)));
+        assert_eq!(parse_size("128MiB"), Ok(Some(128 * MI)));
+        assert_eq!(parse_size("10G"), Ok(Some(10 << 30)));
+        assert_eq!(parse_size("1.5Gi"), Ok(Some(3 << 29)));
+        assert_eq!(parse_size("512k"), Ok(Some(512 << 10)));
+        assert_eq!(parse_size("100"), Ok(Some(100 << 10)));
+        assert_eq!(parse_size("100B"), Ok(Some(100)));
+        assert_eq!(parse_size("2t"), Ok(Some(2 << 40)));
+        assert_eq!(parse_size("1P"), Ok(Some(1 << 50)));
+        assert_eq!(parse_size("0"), Ok(Some(0)));
+        assert_eq!(parse_size("off"), Ok(None));
+        assert_eq!(parse_size("OFF"), Ok(None));
+        assert_eq!(parse_size("-1"), Ok(None));
+    }
+
+    #[test]
+    fn size_errors() {
+        for bad in [
+            "", "-2", "-1K", "abc", "10X", "10iB", "10i", "K", "1.2.3M", "99999E",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+}

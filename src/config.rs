@@ -1,0 +1,200 @@
+//! `Config`: everything derived from the command line, checked once at start-up and then
+//! immutable (`cli::Args -> Config`). Errors name the flag they come from.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use crate::cli::Args;
+use crate::vfs::EtagAlg;
+
+/// Where objects are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    Local(PathBuf),
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub storage: Storage,
+    pub addrs: Vec<SocketAddr>,
+    pub auth_keys: Vec<(String, String)>,
+    pub read_only: bool,
+    pub cleanup: bool,
+    pub etag: EtagAlg,
+    pub baseurl: String,
+    pub file_perms: u32,
+    pub dir_perms: u32,
+    pub umask: u32,
+    pub no_modtime: bool,
+    pub log_level: log::LevelFilter,
+    pub log_file: Option<PathBuf>,
+    pub workers: usize,
+    /// Requests waiting for a worker before new ones get 503 SlowDown.
+    pub queue: usize,
+}
+
+/// Workers when `--workers` is not given: requests block on disk, so more than the cores.
+pub const DEFAULT_WORKERS: usize = 16;
+/// Queued requests per worker before the server sheds load.
+pub const QUEUE_PER_WORKER: usize = 8;
+
+impl Config {
+    pub fn from_args(a: &Args) -> Result<Config, String> {
+        let path = a
+            .path
+            .as_deref()
+            .ok_or("PATH: missing; usage: s3serve [FLAGS] PATH (see --help)")?;
+        let storage = match path {
+            ":memory:" => Storage::Memory,
+            p if p.contains(':') && !p.starts_with('/') && !p.starts_with('.') => {
+                return Err(format!(
+                    "PATH: remote {p:?}: only local directories and :memory: are supported yet"
+                ))
+            }
+            p => Storage::Local(PathBuf::from(p)),
+        };
+        let addrs = a
+            .addrs
+            .iter()
+            .map(|s| parse_addr(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let etag = EtagAlg::parse(&a.etag_hash)
+            .ok_or_else(|| format!("--etag-hash: unknown hash {:?}", a.etag_hash))?;
+        let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
+        Ok(Config {
+            storage,
+            addrs,
+            auth_keys: a.auth_keys.clone(),
+            read_only: a.read_only,
+            cleanup: !a.no_cleanup,
+            etag,
+            baseurl: a.baseurl.trim_matches('/').to_string(),
+            file_perms: a.file_perms,
+            dir_perms: a.dir_perms,
+            umask: a.umask,
+            no_modtime: a.no_modtime,
+            log_level: log_level(a)?,
+            log_file: a.log_file.clone(),
+            workers,
+            queue: workers * QUEUE_PER_WORKER,
+        })
+    }
+
+    /// A config for tests and embedding: memory storage on an ephemeral loopback port.
+    pub fn for_tests(storage: Storage) -> Config {
+        Config {
+            storage,
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            auth_keys: Vec::new(),
+            read_only: false,
+            cleanup: true,
+            etag: EtagAlg::Md5,
+            baseurl: String::new(),
+            file_perms: 0o666,
+            dir_perms: 0o777,
+            umask: 0o022,
+            no_modtime: false,
+            log_level: log::LevelFilter::Warn,
+            log_file: None,
+            workers: 4,
+            queue: 32,
+        }
+    }
+}
+
+/// `host:port`, `:port` (all interfaces, as rclone), `[::1]:port`; port 0 picks a free port.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("--addr {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--addr {s:?}: resolves to no address"))
+}
+
+fn log_level(a: &Args) -> Result<log::LevelFilter, String> {
+    use log::LevelFilter::*;
+    if let Some(l) = &a.log_level {
+        return match l.as_str() {
+            "DEBUG" => Ok(Debug),
+            "INFO" => Ok(Info),
+            "NOTICE" => Ok(Warn),
+            "ERROR" => Ok(Error),
+            other => Err(format!("--log-level: unknown level {other:?}")),
+        };
+    }
+    Ok(match (a.quiet, a.verbose) {
+        (true, _) => Error,
+        (false, 0) => Warn,
+        (false, 1) => Info,
+        (false, _) => Debug,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        crate::cli::parse_args(extra.iter().map(|s| s.to_string())).unwrap()
+    }
+
+    #[test]
+    fn derives_config() {
+        let c = Config::from_args(&args(&[
+            "--addr",
+            ":0",
+            "--addr",
+            "127.0.0.1:9000",
+            "--baseurl",
+            "/s3/",
+            "-vv",
+            "data",
+        ]))
+        .unwrap();
+        assert_eq!(c.storage, Storage::Local("data".into()));
+        assert_eq!(c.addrs[0], "0.0.0.0:0".parse().unwrap());
+        assert_eq!(c.addrs[1].port(), 9000);
+        assert_eq!(c.baseurl, "s3");
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.etag, EtagAlg::Md5);
+        assert!(c.cleanup);
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        assert!(Config::from_args(&args(&[]))
+            .unwrap_err()
+            .starts_with("PATH"));
+        assert!(Config::from_args(&args(&["--addr", "nope:x", "d"]))
+            .unwrap_err()
+            .starts_with("--addr"));
+        assert!(Config::from_args(&args(&["remote:bucket"]))
+            .unwrap_err()
+            .contains("remote"));
+        assert_eq!(
+            Config::from_args(&args(&[":memory:"])).unwrap().storage,
+            Storage::Memory
+        );
+        assert_eq!(
+            Config::from_args(&args(&["-q", "d"])).unwrap().log_level,
+            log::LevelFilter::Error
+        );
+        assert_eq!(
+            Config::from_args(&args(&["--log-level", "INFO", "d"]))
+                .unwrap()
+                .log_level,
+            log::LevelFilter::Info
+        );
+        assert!(
+            !Config::from_args(&args(&["--no-cleanup", "d"]))
+                .unwrap()
+                .cleanup
+        );
+    }
+}

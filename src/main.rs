@@ -1,0 +1,74 @@
+//! The `s3serve` binary: parse flags, start the server, wait for a signal.
+//! SIGINT and SIGTERM drain in-flight requests and exit 0; SIGHUP reopens the log file.
+
+use std::process::ExitCode;
+
+use s3serve::config::{Config, Storage};
+use s3serve::{cli, logger, server};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn main() -> ExitCode {
+    let args = match cli::parse_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if args.help {
+        print!("{}", cli::HELP);
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        println!("s3serve {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = logger::init(config.log_level, config.log_file.clone()) {
+        return fail(&format!("--log-file: {e}"));
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(config.umask));
+    // Signals are blocked into the iterator before any thread starts.
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("installing signal handlers: {e}")),
+    };
+    let running = match server::start(&config) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    announce(&config, &running.addrs);
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => logger::reopen(),
+            _ => break,
+        }
+    }
+    log::warn!("shutting down: finishing requests in flight");
+    running.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn announce(config: &Config, addrs: &[std::net::SocketAddr]) {
+    match &config.storage {
+        Storage::Local(p) => log::warn!(
+            "serving {}",
+            std::fs::canonicalize(p).unwrap_or(p.clone()).display()
+        ),
+        Storage::Memory => log::warn!("serving an in-memory store (contents are lost on exit)"),
+    }
+    if config.auth_keys.is_empty() {
+        log::warn!(
+            "no --auth-key given: access is anonymous, anyone who can connect can read and write"
+        );
+    }
+    for a in addrs {
+        log::warn!("listening on http://{a}");
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("s3serve: {msg}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,163 @@
+//! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation
+//! and GetBucketVersioning. A bucket is a top-level directory of the served root.
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>
+
+use crate::backend::key;
+use crate::ops::xml::{self, XmlWriter};
+use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::util;
+
+pub fn list_buckets(ctx: &Ctx, _rq: &mut Request) -> OpResult {
+    let buckets = ctx.vfs.list_buckets()?;
+    let mut w = XmlWriter::new();
+    w.root("ListAllMyBucketsResult");
+    owner(&mut w, &ctx.opts.owner);
+    w.open("Buckets");
+    for b in buckets {
+        w.open("Bucket");
+        w.elem("Name", &b.name);
+        w.elem("CreationDate", &util::iso8601(b.created));
+        w.close("Bucket");
+    }
+    w.close("Buckets");
+    w.close("ListAllMyBucketsResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// The `<Owner>` element; the ID is the access key (or "anonymous").
+pub fn owner(w: &mut XmlWriter, id: &str) {
+    w.open("Owner");
+    w.elem("ID", id);
+    w.elem("DisplayName", id);
+    w.close("Owner");
+}
+
+/// S3's naming rules for new buckets.
+pub fn check_new_bucket_name(name: &str) -> Result<(), S3Error> {
+    let bad = |why: &str| {
+        Err(S3Error::new(
+            Code::InvalidBucketName,
+            format!("The specified bucket is not valid: {why}"),
+        )
+        .with("BucketName", name))
+    };
+    if !(3..=63).contains(&name.len()) {
+        return bad("names are 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    {
+        return bad("names use only lower-case letters, digits, dots and hyphens");
+    }
+    let edge_ok = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(name.bytes().next()) || !edge_ok(name.bytes().last()) {
+        return bad("names begin and end with a letter or digit");
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return bad("dots may not be adjacent to each other or to hyphens");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("names must not be formatted as an IP address");
+    }
+    if name.starts_with("xn--")
+        || name.starts_with("sthree-")
+        || name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+    {
+        return bad("the name uses a reserved prefix or suffix");
+    }
+    Ok(())
+}
+
+pub fn create_bucket(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.check_writable()?;
+    check_new_bucket_name(&rq.bucket)?;
+    if rq.content_length.unwrap_or(0) > 0 || rq.headers.has("transfer-encoding") {
+        let body = rq.read_xml()?;
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            xml::parse_elements(&body)?;
+        }
+    }
+    ctx.vfs
+        .create_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    Ok(Response::empty(200).header("Location", format!("/{}", rq.bucket)))
+}
+
+/// Serving any existing directory name is fine, as long as it is one safe path segment.
+pub fn check_bucket(rq: &Request) -> Result<(), S3Error> {
+    key::check_bucket(&rq.bucket).map_err(|_| {
+        S3Error::new(
+            Code::InvalidBucketName,
+            "The specified bucket is not valid.",
+        )
+        .with("BucketName", rq.bucket.as_str())
+    })
+}
+
+pub fn delete_bucket(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.check_writable()?;
+    ctx.vfs
+        .delete_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    Ok(Response::empty(204))
+}
+
+pub fn head_bucket(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.vfs
+        .require_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    Ok(Response::empty(200).header("x-amz-bucket-region", "us-east-1"))
+}
+
+pub fn get_bucket_location(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.vfs
+        .require_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    let mut w = XmlWriter::new();
+    w.root("LocationConstraint");
+    w.close("LocationConstraint");
+    Ok(Response::xml(200, w.finish()))
+}
+
+pub fn get_bucket_versioning(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.vfs
+        .require_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    let mut w = XmlWriter::new();
+    w.root("VersioningConfiguration");
+    w.close("VersioningConfiguration");
+    Ok(Response::xml(200, w.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_name_rules() {
+        for ok in ["abc", "my-bucket.2026", "a".repeat(63).as_str()] {
+            assert!(check_new_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Abc",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a.-b",
+            "192.168.1.1",
+            "xn--abc",
+            "a_b",
+            "a".repeat(64).as_str(),
+            "abc-s3alias",
+        ] {
+            assert_eq!(
+                check_new_bucket_name(bad).unwrap_err().code,
+                Code::InvalidBucketName,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! ListObjects (v1) and ListObjectsV2. Keys come from a depth-first walk that visits each
+//! directory's entries in S3 byte order (a directory sorts as `name/`), starts at the
+//! deepest directory the prefix names, skips whole subtrees that lie before the marker, and
+//! stops one item past the page, so a page costs in proportion to the page, not the bucket.
+//! With the `/` delimiter, subdirectories become CommonPrefixes without being walked.
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
+
+use crate::backend::{key, ErrorKind};
+use crate::ops::bucket::owner;
+use crate::ops::headers::quote;
+use crate::ops::xml::XmlWriter;
+use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::util;
+use crate::vfs::Vfs;
+
+/// S3 returns at most this many keys per page, whatever max-keys asks.
+pub const MAX_KEYS: usize = 1000;
+
+#[derive(Debug, PartialEq)]
+enum Item {
+    Key(String),
+    Prefix(String),
+}
+
+impl Item {
+    fn name(&self) -> &str {
+        match self {
+            Item::Key(k) | Item::Prefix(k) => k,
+        }
+    }
+}
+
+/// One page request.
+struct Walk<'a> {
+    vfs: &'a Vfs,
+    bucket: &'a str,
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    /// Return only names after this one.
+    after: Option<&'a str>,
+    /// When `after` was a common prefix, everything under it was already returned.
+    skip_under_after: bool,
+    max: usize,
+    items: Vec<Item>,
+    truncated: bool,
+}
+
+impl Walk<'_> {
+    fn run(&mut self) -> Result<(), S3Error> {
+        let dir = match self.prefix.rfind('/') {
+            Some(i) => &self.prefix[..=i],
+            None => "",
+        };
+        if !dir.is_empty() && key::check(dir.trim_end_matches('/')).is_err() {
+            return Ok(()); // no stored key can live under an unsafe path
+        }
+        self.walk(dir)?;
+        Ok(())
+    }
+
+    /// Returns false once the page is complete.
+    fn walk(&mut self, dir: &str) -> Result<bool, S3Error> {
+        let mut entries = match self.vfs.list_dir(self.bucket, dir) {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        let mut named: Vec<(String, bool)> = entries
+            .drain(..)
+            .map(|e| {
+                (
+                    format!("{dir}{}{}", e.name, if e.is_dir { "/" } else { "" }),
+                    e.is_dir,
+                )
+            })
+            .collect();
+        named.sort_unstable();
+        for (name, is_dir) in named {
+            let more = if is_dir {
+                self.enter(&name)?
+            } else {
+                self.offer(name)
+            };
+            if !more {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn enter(&mut self, dir: &str) -> Result<bool, S3Error> {
+        if !(dir.starts_with(self.prefix) || self.prefix.starts_with(dir)) {
+            return Ok(true);
+        }
+        if let Some(after) = self.after {
+            let before_marker = after > dir && !after.starts_with(dir);
+            if before_marker || (self.skip_under_after && dir.starts_with(after)) {
+                return Ok(true);
+            }
+        }
+        if let Some(Item::Prefix(last)) = self.items.last() {
+            if dir.starts_with(last.as_str()) {
+                return Ok(true);
+            }
+        }
+        if self.delimiter == Some("/") && dir.starts_with(self.prefix) {
+            if !self.has_object(dir)? {
+                return Ok(true);
+            }
+            return Ok(self.push(Item::Prefix(dir.to_string())));
+        }
+        self.walk(dir)
+    }
+
+    fn offer(&mut self, key: String) -> bool {
+        if !key.starts_with(self.prefix) {
+            return true;
+        }
+        if let Some(after) = self.after {
+            if key.as_str() <= after || (self.skip_under_after && key.starts_with(after)) {
+                return true;
+            }
+        }
+        let item = match self
+            .delimiter
+            .and_then(|d| Some((d, key[self.prefix.len()..].find(d)?)))
+        {
+            Some((d, i)) => Item::Prefix(key[..self.prefix.len() + i + d.len()].to_string()),
+            None => Item::Key(key),
+        };
+        if let (Item::Prefix(p), Some(Item::Prefix(last))) = (&item, self.items.last()) {
+            if p == last {
+                return true;
+            }
+        }
+        if let (Item::Prefix(p), Some(after)) = (&item, self.after) {
+            if self.skip_under_after && p == after {
+                return true;
+            }
+        }
+        self.push(item)
+    }
+
+    fn push(&mut self, item: Item) -> bool {
+        if self.items.len() >= self.max {
+            self.truncated = self.max > 0;
+            return false;
+        }
+        self.items.push(item);
+        true
+    }
+
+    /// Whether a directory holds at least one object, looking no further than the first.
+    fn has_object(&self, dir: &str) -> Result<bool, S3Error> {
+        let entries = match self.vfs.list_dir(self.bucket, dir) {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if entries.iter().any(|e| !e.is_dir) {
+            return Ok(true);
+        }
+        for e in entries {
+            if self.has_object(&format!("{dir}{}/", e.name))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+struct Params<'a> {
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    max: usize,
+    url: bool,
+}
+
+fn params<'a>(rq: &'a Request) -> Result<Params<'a>, S3Error> {
+    let max = match rq.query.get("max-keys") {
+        None => MAX_KEYS,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                S3Error::new(
+                    Code::InvalidArgument,
+                    "Provided max-keys not an integer or within integer range",
+                )
+                .with("ArgumentName", "max-keys")
+            })?
+            .min(MAX_KEYS as i64) as usize,
+    };
+    let url = match rq.query.get("encoding-type") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("url") => true,
+        Some(_) => {
+            return Err(S3Error::new(
+                Code::InvalidArgument,
+                "Invalid Encoding Method specified in Request",
+            )
+            .with("ArgumentName", "encoding-type"))
+        }
+    };
+    Ok(Params {
+        prefix: rq.query.get("prefix").unwrap_or(""),
+        delimiter: rq.query.get("delimiter").filter(|d| !d.is_empty()),
+        max,
+        url,
+    })
+}
+
+fn run_walk(
+    ctx: &Ctx,
+    rq: &Request,
+    p: &Params,
+    after: Option<&str>,
+) -> Result<(Vec<Item>, bool), S3Error> {
+    ctx.vfs
+        .require_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    let skip_under_after = match (after, p.delimiter) {
+        (Some(a), Some(d)) => a.ends_with(d),
+        _ => false,
+    };
+    let mut walk = Walk {
+        vfs: ctx.vfs,
+        bucket: &rq.bucket,
+        prefix: p.prefix,
+        delimiter: p.delimiter,
+        after,
+        skip_under_after,
+        max: p.max,
+        items: Vec::new(),
+        truncated: false,
+    };
+    walk.run()?;
+    Ok((walk.items, walk.truncated))
+}
+
+fn enc(s: &str, url: bool) -> String {
+    if url {
+        util::uri_encode(s, true)
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes Contents and CommonPrefixes; returns how many were written.
+fn write_items(
+    w: &mut XmlWriter,
+    ctx: &Ctx,
+    rq: &Request,
+    items: &[Item],
+    url: bool,
+    with_owner: bool,
+) -> usize {
+    let mut count = 0;
+    for item in items {
+        let Item::Key(k) = item else { continue };
+        let Ok(info) = ctx.vfs.stat(&rq.bucket, k) else {
+            continue;
+        }; // raced with a delete
+        w.open("Contents");
+        w.elem("Key", &enc(k, url));
+        w.elem("LastModified", &util::iso8601(info.mtime));
+        if let Some(etag) = info.meta.as_ref().and_then(|m| m.etag.as_deref()) {
+            w.elem("ETag", &quote(etag));
+        }
+        w.elem("Size", &info.size.to_string());
+        if with_owner {
+            owner(w, &ctx.opts.owner);
+        }
+        w.elem("StorageClass", "STANDARD");
+        w.close("Contents");
+        count += 1;
+    }
+    for item in items {
+        let Item::Prefix(p) = item else { continue };
+        w.open("CommonPrefixes");
+        w.elem("Prefix", &enc(p, url));
+        w.close("CommonPrefixes");
+        count += 1;
+    }
+    count
+}
+
+fn write_common(w: &mut XmlWriter, rq: &Request, p: &Params) {
+    w.elem("Name", &rq.bucket);
+    w.elem("Prefix", &enc(p.prefix, p.url));
+    if let Some(d) = p.delimiter {
+        w.elem("Delimiter", &enc(d, p.url));
+    }
+    w.elem("MaxKeys", &p.max.to_string());
+    if p.url {
+        w.elem("EncodingType", "url");
+    }
+}
+
+pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    let p = params(rq)?;
+    let token = match rq.query.get("continuation-token") {
+        Some(t) => Some(decode_token(t)?),
+        None => None,
+    };
+    let start_after = rq.query.get("start-after").filter(|s| !s.is_empty());
+    let after = token.as_deref().or(start_after);
+    let (items, truncated) = run_walk(ctx, rq, &p, after)?;
+    let mut w = XmlWriter::new();
+    w.root("ListBucketResult");
+    write_common(&mut w, rq, &p);
+    let with_owner = rq.query.get("fetch-owner") == Some("true");
+    let mut body = XmlWriter::new();
+    let count = write_items(&mut body, ctx, rq, &items, p.url, with_owner);
+    w.elem("KeyCount", &count.to_string());
+    w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    if let Some(t) = rq.query.get("continuation-token") {
+        w.elem("ContinuationToken", t);
+    }
+    if truncated {
+        if let Some(last) = items.last() {
+            w.elem(
+                "NextContinuationToken",
+                &util::base64_url(last.name().as_bytes()),
+            );
+        }
+    }
+    if let Some(s) = start_after {
+        w.elem("StartAfter", &enc(s, p.url));
+    }
+    Ok(Response::xml(200, splice(w, body, "ListBucketResult")))
+}
+
+pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    let p = params(rq)?;
+    let marker = rq.query.get("marker").filter(|m| !m.is_empty());
+    let (items, truncated) = run_walk(ctx, rq, &p, marker)?;
+    let mut w = XmlWriter::new();
+    w.root("ListBucketResult");
+    write_common(&mut w, rq, &p);
+    w.elem("Marker", &enc(marker.unwrap_or(""), p.url));
+    w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    if truncated && p.delimiter.is_some() {
+        if let Some(last) = items.last() {
+            w.elem("NextMarker", &enc(last.name(), p.url));
+        }
+    }
+    let mut body = XmlWriter::new();
+    write_items(&mut body, ctx, rq, &items, p.url, true);
+    Ok(Response::xml(200, splice(w, body, "ListBucketResult")))
+}
+
+/// Appends the entries written into `body` (without its XML declaration) to `head`.
+fn splice(head: XmlWriter, body: XmlWriter, root: &str) -> Vec<u8> {
+    let mut out = head.finish();
+    let body = body.finish();
+    let decl_end = body.iter().position(|&c| c == b'>').map_or(0, |i| i + 1);
+    out.extend_from_slice(&body[decl_end..]);
+    out.extend_from_slice(format!("</{root}>").as_bytes());
+    out
+}
+
+fn decode_token(t: &str) -> Result<String, S3Error> {
+    util::unbase64(t)
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            S3Error::new(
+                Code::InvalidArgument,
+                "The continuation token provided is incorrect",
+            )
+            .with("ArgumentName", "continuation-token")
+        })
+}

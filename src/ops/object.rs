@@ -1,0 +1,156 @@
+//! GetObject, HeadObject and DeleteObject. Reads open the file once and take size, mtime,
+//! metadata and bytes from that one open; preconditions are evaluated before the range.
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
+
+use std::io::{Read, Seek, SeekFrom};
+
+use crate::backend::meta::STORED_HEADERS;
+use crate::backend::ObjectInfo;
+use crate::ops::headers::{self, quote, Precondition, GET_CONDS};
+use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::util;
+
+/// `response-*` query overrides and the header each one sets.
+const OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "Content-Type"),
+    ("response-content-language", "Content-Language"),
+    ("response-expires", "Expires"),
+    ("response-cache-control", "Cache-Control"),
+    ("response-content-disposition", "Content-Disposition"),
+    ("response-content-encoding", "Content-Encoding"),
+];
+
+pub fn get_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    read_object(ctx, rq, true)
+}
+
+pub fn head_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    read_object(ctx, rq, false)
+}
+
+fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
+    rq.check_key()?;
+    let not_found = |e| S3Error::from(e).with_resource(rq.resource());
+    let mut reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+    let info = &reader.info;
+    check_part_number(rq, info)?;
+    match headers::evaluate(rq.headers, &GET_CONDS, info) {
+        Precondition::Failed => {
+            return Err(S3Error::new(
+                Code::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            )
+            .with_resource(rq.resource()))
+        }
+        Precondition::NotModified => return Ok(validators(Response::empty(304), info)),
+        Precondition::Proceed => {}
+    }
+    let range =
+        headers::range(rq.headers, info.size).map_err(|e| e.with_resource(rq.resource()))?;
+    let (status, start, len) = match range {
+        Some((start, len)) => (206, start, len),
+        None => (200, 0, info.size),
+    };
+    let mut resp = object_headers(Response::empty(status), &rq.key, info, rq);
+    if status == 206 {
+        resp = resp.header(
+            "Content-Range",
+            format!("bytes {}-{}/{}", start, start + len - 1, info.size),
+        );
+    }
+    if !with_body {
+        return Ok(resp.with_body(Body::Stream(Box::new(std::io::empty()), len)));
+    }
+    if start > 0 {
+        reader
+            .body
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
+    }
+    Ok(resp.with_body(Body::Stream(Box::new(reader.body.take(len)), len)))
+}
+
+/// Objects stored by a single PUT have one part: part 1 is the whole object.
+fn check_part_number(rq: &Request, info: &ObjectInfo) -> Result<(), S3Error> {
+    let Some(p) = rq.query.get("partNumber") else {
+        return Ok(());
+    };
+    let n: u32 = p.parse().map_err(|_| {
+        S3Error::new(
+            Code::InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )
+    })?;
+    if !(1..=10000).contains(&n) {
+        return Err(S3Error::new(
+            Code::InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ));
+    }
+    let multipart = info
+        .meta
+        .as_ref()
+        .is_some_and(|m| m.etag_alg == "MULTIPART");
+    if n != 1 || multipart {
+        return Err(S3Error::new(
+            Code::InvalidRange,
+            "The requested partnumber is not satisfiable",
+        ));
+    }
+    Ok(())
+}
+
+fn validators(mut resp: Response, info: &ObjectInfo) -> Response {
+    if let Some(etag) = info.meta.as_ref().and_then(|m| m.etag.as_deref()) {
+        resp = resp.header("ETag", quote(etag));
+    }
+    resp.header("Last-Modified", util::http_date(info.mtime))
+}
+
+fn object_headers(resp: Response, key: &str, info: &ObjectInfo, rq: &Request) -> Response {
+    let mut resp = validators(resp, info).header("Accept-Ranges", "bytes");
+    let meta = info.meta.clone().unwrap_or_default();
+    for name in STORED_HEADERS {
+        let over = OVERRIDES
+            .iter()
+            .find(|(_, h)| h.eq_ignore_ascii_case(name))
+            .and_then(|(q, _)| rq.query.get(q));
+        let value = over.or(meta.header(name));
+        match (name, value) {
+            (_, Some(v)) => resp = resp.header(&canonical(name), v),
+            ("content-type", None) => {
+                resp = resp.header("Content-Type", headers::guess_content_type(key))
+            }
+            _ => {}
+        }
+    }
+    for (n, v) in &meta.user {
+        resp = resp.header(&format!("x-amz-meta-{n}"), v.as_str());
+    }
+    if rq.query.has("partNumber") {
+        resp = resp.header("x-amz-mp-parts-count", "1");
+    }
+    resp
+}
+
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+pub fn delete_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
+    ctx.check_writable()?;
+    rq.check_key()?;
+    ctx.vfs.require_bucket(&rq.bucket)?;
+    ctx.vfs
+        .remove(&rq.bucket, &rq.key)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    Ok(Response::empty(204))
+}

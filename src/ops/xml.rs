@@ -1,0 +1,173 @@
+//! XML in and out. Responses are written with [`XmlWriter`], a thin layer over quick-xml that
+//! escapes text and always starts with the XML declaration. Request bodies are read with
+//! quick-xml events by [`parse_elements`], which rejects oversized bodies before parsing and
+//! ignores elements it does not know (newer SDKs add fields).
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
+use std::io::Read;
+
+use crate::ops::error::{Code, S3Error};
+
+/// The S3 namespace every result document carries.
+pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Largest request XML we parse: DeleteObjects with 1000 keys of 1024 bytes fits easily.
+pub const MAX_XML_BODY: u64 = 2 * 1024 * 1024;
+
+pub struct XmlWriter {
+    w: Writer<Vec<u8>>,
+}
+
+impl Default for XmlWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XmlWriter {
+    pub fn new() -> XmlWriter {
+        let mut w = Writer::new(Vec::with_capacity(512));
+        let decl = BytesDecl::new("1.0", Some("UTF-8"), None);
+        // Writing into a Vec cannot fail.
+        let _ = w.write_event(Event::Decl(decl));
+        XmlWriter { w }
+    }
+
+    /// Opens the document's root element with the S3 namespace.
+    pub fn root(&mut self, name: &str) {
+        let start = BytesStart::new(name).with_attributes([("xmlns", S3_NS)]);
+        let _ = self.w.write_event(Event::Start(start));
+    }
+
+    pub fn open(&mut self, name: &str) {
+        let _ = self.w.write_event(Event::Start(BytesStart::new(name)));
+    }
+
+    pub fn close(&mut self, name: &str) {
+        let _ = self.w.write_event(Event::End(BytesEnd::new(name)));
+    }
+
+    pub fn elem(&mut self, name: &str, text: &str) {
+        self.open(name);
+        let _ = self.w.write_event(Event::Text(BytesText::new(text)));
+        self.close(name);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.w.into_inner()
+    }
+}
+
+/// Reads at most [`MAX_XML_BODY`] bytes of a request body; larger bodies are MalformedXML.
+pub fn read_xml_body(body: &mut dyn Read) -> Result<Vec<u8>, S3Error> {
+    let mut buf = Vec::new();
+    let n = body
+        .take(MAX_XML_BODY + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| S3Error::new(Code::IncompleteBody, format!("reading body: {e}")))?;
+    if n as u64 > MAX_XML_BODY {
+        return Err(malformed("The XML body is too large."));
+    }
+    Ok(buf)
+}
+
+pub fn malformed(msg: &str) -> S3Error {
+    S3Error::new(
+        Code::MalformedXML,
+        format!("The XML you provided was not well-formed or did not validate against our published schema. {msg}"),
+    )
+}
+
+/// One element with text content, with the path of element names leading to it.
+#[derive(Debug, PartialEq)]
+pub struct Leaf {
+    pub path: Vec<String>,
+    pub text: String,
+}
+
+/// Flattens a document into its text leaves, in order. Namespaces prefixes are dropped.
+/// Entity and character references (`&#13;`) are unescaped.
+pub fn parse_elements(xml: &[u8]) -> Result<Vec<Leaf>, S3Error> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut leaves = Vec::new();
+    let mut text = String::new();
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                path.push(local_name(e.name().as_ref()));
+                text.clear();
+            }
+            Ok(Event::Text(t)) => {
+                let s = t.unescape().map_err(|e| malformed(&e.to_string()))?;
+                text.push_str(&s);
+            }
+            Ok(Event::CData(t)) => text.push_str(&String::from_utf8_lossy(&t)),
+            Ok(Event::End(_)) => {
+                if path.is_empty() {
+                    return Err(malformed("unbalanced end tag"));
+                }
+                leaves.push(Leaf {
+                    path: path.clone(),
+                    text: std::mem::take(&mut text),
+                });
+                path.pop();
+            }
+            Ok(Event::Empty(e)) => {
+                let mut p = path.clone();
+                p.push(local_name(e.name().as_ref()));
+                leaves.push(Leaf {
+                    path: p,
+                    text: String::new(),
+                });
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(malformed(&e.to_string())),
+        }
+        buf.clear();
+    }
+    if !path.is_empty() || leaves.is_empty() {
+        return Err(malformed("incomplete document"));
+    }
+    Ok(leaves)
+}
+
+fn local_name(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    match s.rsplit_once(':') {
+        Some((_, local)) => local.to_string(),
+        None => s.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_escaped_document() {
+        let mut w = XmlWriter::new();
+        w.root("R");
+        w.elem("Key", "a<b>&\"c\"");
+        w.close("R");
+        let s = String::from_utf8(w.finish()).unwrap();
+        assert_eq!(
+            s,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><R xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></R>"
+        );
+    }
+
+    #[test]
+    fn parses_leaves_with_char_refs() {
+        let doc = b"<?xml version=\"1.0\"?><Delete xmlns=\"x\"><Object><Key>a&#13;&#10;b</Key></Object><Quiet>true</Quiet><Unknown/></Delete>";
+        let leaves = parse_elements(doc).unwrap();
+        assert_eq!(leaves[0].path, ["Delete", "Object", "Key"]);
+        assert_eq!(leaves[0].text, "a\r\nb");
+        assert_eq!(leaves[2].path, ["Delete", "Quiet"]);
+        assert!(parse_elements(b"<a><b></a>").is_err());
+        assert!(parse_elements(b"").is_err());
+    }
+}

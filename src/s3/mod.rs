@@ -1,0 +1,269 @@
+//! The S3 front: turns one tiny_http request into one response. Route first, then check the
+//! signature on the headers, and only then touch the body (the `100 Continue` goes out on the
+//! first body read, so a rejected request never makes the client send its body). Every
+//! response carries `x-amz-request-id`; errors become XML in one place.
+
+pub mod auth;
+pub mod http;
+pub mod route;
+
+use std::time::{Instant, SystemTime};
+
+use crate::ops::{self, Code, Ctx, Headers, OpResult, OpsOptions, Query, Request, S3Error};
+use crate::util;
+use crate::vfs::Vfs;
+use auth::{Keys, Payload, SignedParts};
+use route::Endpoint;
+
+/// Everything a worker needs to answer requests; shared read-only by all workers.
+pub struct App {
+    pub vfs: Vfs,
+    pub ops: OpsOptions,
+    pub keys: Keys,
+    /// `--baseurl` without slashes; "" when unset.
+    pub baseurl: String,
+}
+
+/// A request's target split into its parts.
+struct Target {
+    /// The path as sent (still encoded), as the client signed it.
+    raw_path: String,
+    raw_query: String,
+    bucket: String,
+    key: String,
+    query: Query,
+}
+
+fn parse_target(url: &str, baseurl: &str) -> Result<Target, S3Error> {
+    let url = strip_absolute_form(url);
+    let (raw_path, raw_query) = url.split_once('?').unwrap_or((url, ""));
+    let bad = || {
+        S3Error::new(
+            Code::InvalidArgument,
+            "The request path is not valid percent-encoded UTF-8.",
+        )
+    };
+    let mut path = raw_path;
+    if !baseurl.is_empty() {
+        let rest = path.strip_prefix('/').and_then(|p| p.strip_prefix(baseurl));
+        path = match rest {
+            Some(r) if r.is_empty() || r.starts_with('/') => r,
+            _ => {
+                return Err(S3Error::new(
+                    Code::NoSuchBucket,
+                    "The request is outside the server's base URL.",
+                ))
+            }
+        };
+    }
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    let query = Query(
+        raw_query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                Some((util::form_decode(n)?, util::form_decode(v)?))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?,
+    );
+    Ok(Target {
+        raw_path: raw_path.to_string(),
+        raw_query: raw_query.to_string(),
+        bucket: util::percent_decode(bucket).ok_or_else(bad)?,
+        key: util::percent_decode(key).ok_or_else(bad)?,
+        query,
+    })
+}
+
+fn strip_absolute_form(url: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            return rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    url
+}
+
+fn headers_of(rq: &tiny_http::Request) -> Headers {
+    Headers(
+        rq.headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Answers one request; never panics on bad input, and always responds.
+pub fn handle(app: &App, mut rq: tiny_http::Request) {
+    let started = Instant::now();
+    let request_id = util::unique_token();
+    let method = rq.method().as_str().to_string();
+    let headers = headers_of(&rq);
+    let (result, endpoint) = process(app, &mut rq, &method, &headers);
+    let status = match &result {
+        Ok(r) => r.status,
+        Err(e) => e.status(),
+    };
+    let name = endpoint.map_or_else(|| "-".to_string(), |e| format!("{e:?}"));
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &request_id, &method),
+    };
+    let sent = http::respond(rq, response, &request_id);
+    log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);
+}
+
+fn error_response(e: &S3Error, request_id: &str, method: &str) -> ops::Response {
+    if e.code == Code::NotModified {
+        return ops::Response::empty(304);
+    }
+    if e.code == Code::InternalError {
+        log::error!("{request_id}: {e}");
+    }
+    if method == "HEAD" {
+        return ops::Response::empty(e.status()).header("Content-Type", "application/xml");
+    }
+    ops::Response::xml(e.status(), e.to_xml(request_id))
+}
+
+fn process(
+    app: &App,
+    rq: &mut tiny_http::Request,
+    method: &str,
+    headers: &Headers,
+) -> (OpResult, Option<Endpoint>) {
+    let target = match parse_target(rq.url(), &app.baseurl) {
+        Ok(t) => t,
+        Err(e) => return (Err(e), None),
+    };
+    let endpoint =
+        match Endpoint::from_request(method, &target.bucket, &target.key, &target.query, headers) {
+            Ok(e) => e,
+            Err(e) => return (Err(e), None),
+        };
+    (
+        dispatch_authenticated(app, rq, method, headers, &target, endpoint),
+        Some(endpoint),
+    )
+}
+
+fn dispatch_authenticated(
+    app: &App,
+    rq: &mut tiny_http::Request,
+    method: &str,
+    headers: &Headers,
+    t: &Target,
+    endpoint: Endpoint,
+) -> OpResult {
+    let now = SystemTime::now();
+    let parts = SignedParts {
+        method,
+        raw_path: &t.raw_path,
+        raw_query: &t.raw_query,
+        headers,
+    };
+    let identity = auth::authenticate(&app.keys, &parts, now)?;
+    if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
+        crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
+            S3Error::new(
+                Code::InvalidBucketName,
+                "The specified bucket is not valid.",
+            )
+            .with("BucketName", t.bucket.as_str())
+        })?;
+    }
+    let expected_sha256 = match identity.payload {
+        Payload::Unsigned => None,
+        Payload::Sha256(d) => Some(d),
+        Payload::Streaming(_) => return Err(S3Error::new(Code::NotImplemented, "aws-chunked (STREAMING-*) request bodies are not supported yet; send UNSIGNED-PAYLOAD or a SHA-256 payload hash.")),
+    };
+    let content_length = content_length(rq, headers)?;
+    let mut opts = app.ops.clone();
+    if let Some(ak) = &identity.access_key {
+        opts.owner = ak.clone();
+    }
+    let ctx = Ctx {
+        vfs: &app.vfs,
+        opts: &opts,
+        now,
+    };
+    let mut request = Request {
+        bucket: t.bucket.clone(),
+        key: t.key.clone(),
+        query: &t.query,
+        headers,
+        body: rq.as_reader(),
+        content_length,
+        expected_sha256,
+        access_key: identity.access_key,
+    };
+    dispatch(&ctx, endpoint, &mut request)
+}
+
+/// The declared body length; a malformed Content-Length is a 400, never "no body".
+fn content_length(rq: &tiny_http::Request, h: &Headers) -> Result<Option<u64>, S3Error> {
+    if h.has("transfer-encoding") {
+        return Ok(None);
+    }
+    match h.get("content-length") {
+        None => Ok(rq.body_length().map(|n| n as u64)),
+        Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            S3Error::new(
+                Code::InvalidArgument,
+                "Content-Length is not a valid number.",
+            )
+        }),
+    }
+}
+
+/// The only `match` over operations.
+fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
+    use ops::{bucket, copy, delete, list, object, put};
+    match endpoint {
+        Endpoint::ListBuckets => bucket::list_buckets(ctx, rq),
+        Endpoint::CreateBucket => bucket::create_bucket(ctx, rq),
+        Endpoint::DeleteBucket => bucket::delete_bucket(ctx, rq),
+        Endpoint::HeadBucket => bucket::head_bucket(ctx, rq),
+        Endpoint::GetBucketLocation => bucket::get_bucket_location(ctx, rq),
+        Endpoint::GetBucketVersioning => bucket::get_bucket_versioning(ctx, rq),
+        Endpoint::ListObjects => list::list_objects(ctx, rq),
+        Endpoint::ListObjectsV2 => list::list_objects_v2(ctx, rq),
+        Endpoint::DeleteObjects => delete::delete_objects(ctx, rq),
+        Endpoint::PutObject => put::put_object(ctx, rq),
+        Endpoint::CopyObject => copy::copy_object(ctx, rq),
+        Endpoint::GetObject => object::get_object(ctx, rq),
+        Endpoint::HeadObject => object::head_object(ctx, rq),
+        Endpoint::DeleteObject => object::delete_object(ctx, rq),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("/b/a%20b/c+d?prefix=x+y&delete", "").unwrap();
+        assert_eq!((t.bucket.as_str(), t.key.as_str()), ("b", "a b/c+d"));
+        assert_eq!(t.query.get("prefix"), Some("x y"));
+        assert!(t.query.has("delete"));
+        let t = parse_target("/s3/b/k", "s3").unwrap();
+        assert_eq!(
+            (t.bucket.as_str(), t.key.as_str(), t.raw_path.as_str()),
+            ("b", "k", "/s3/b/k")
+        );
+        assert!(parse_target("/other/b", "s3").is_err());
+        assert!(parse_target("/s3x/b", "s3").is_err());
+        let t = parse_target("http://host:1/b/k", "").unwrap();
+        assert_eq!(t.key, "k");
+        assert!(parse_target("/b/%ff", "").is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! Routing: one pure function from method, path and query to an [`Endpoint`] named after the
+//! AWS operation. Subresources this server does not implement answer 501 and never fall
+//! through to a data operation (rclone overwrites objects on `PUT ?tagging`).
+
+use crate::ops::{Code, Headers, Query, S3Error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ListBuckets,
+    CreateBucket,
+    DeleteBucket,
+    HeadBucket,
+    GetBucketLocation,
+    GetBucketVersioning,
+    ListObjects,
+    ListObjectsV2,
+    DeleteObjects,
+    PutObject,
+    CopyObject,
+    GetObject,
+    HeadObject,
+    DeleteObject,
+}
+
+/// Query parameters that never change which operation a request is.
+fn is_neutral(name: &str) -> bool {
+    name.starts_with("X-Amz-") || name.starts_with("x-amz-") || name == "x-id"
+}
+
+const OBJECT_READ_PARAMS: [&str; 8] = [
+    "response-content-type",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "partNumber",
+    "versionId",
+];
+
+const LIST_PARAMS: [&str; 9] = [
+    "list-type",
+    "prefix",
+    "delimiter",
+    "marker",
+    "max-keys",
+    "encoding-type",
+    "continuation-token",
+    "start-after",
+    "fetch-owner",
+];
+
+fn not_implemented(what: &str) -> S3Error {
+    S3Error::new(
+        Code::NotImplemented,
+        format!("{what} is not implemented by this server."),
+    )
+}
+
+fn method_not_allowed(method: &str) -> S3Error {
+    S3Error::new(
+        Code::MethodNotAllowed,
+        format!("The specified method {method} is not allowed against this resource."),
+    )
+}
+
+/// The one subresource parameter of a request, if any: a parameter that is neither neutral
+/// nor one of `allowed`.
+fn subresource<'a>(q: &'a Query, allowed: &[&str]) -> Option<&'a str> {
+    q.0.iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| !is_neutral(n) && !allowed.contains(n))
+}
+
+impl Endpoint {
+    pub fn from_request(
+        method: &str,
+        bucket: &str,
+        key: &str,
+        q: &Query,
+        h: &Headers,
+    ) -> Result<Endpoint, S3Error> {
+        if let Some(v) = q.get("versionId").filter(|v| *v != "null") {
+            let _ = v;
+            return Err(not_implemented("Object versioning"));
+        }
+        if bucket.is_empty() {
+            return match (method, subresource(q, &[])) {
+                ("GET", None) => Ok(Endpoint::ListBuckets),
+                ("GET", Some(s)) => Err(not_implemented(&format!("The ?{s} subresource"))),
+                _ => Err(method_not_allowed(method)),
+            };
+        }
+        if key.is_empty() {
+            bucket_endpoint(method, q)
+        } else {
+            object_endpoint(method, q, h)
+        }
+    }
+}
+
+fn bucket_endpoint(method: &str, q: &Query) -> Result<Endpoint, S3Error> {
+    let sub = subresource(q, &LIST_PARAMS);
+    match (method, sub) {
+        ("GET", None) if q.get("list-type") == Some("2") => Ok(Endpoint::ListObjectsV2),
+        ("GET", None) => Ok(Endpoint::ListObjects),
+        ("GET", Some("location")) => Ok(Endpoint::GetBucketLocation),
+        ("GET", Some("versioning")) => Ok(Endpoint::GetBucketVersioning),
+        ("PUT", None) => Ok(Endpoint::CreateBucket),
+        ("DELETE", None) => Ok(Endpoint::DeleteBucket),
+        ("HEAD", None) => Ok(Endpoint::HeadBucket),
+        ("POST", Some("delete")) => Ok(Endpoint::DeleteObjects),
+        ("POST", None) => Err(not_implemented("Browser form upload (POST Object)")),
+        ("GET" | "PUT" | "DELETE" | "HEAD" | "POST", Some("uploads")) => {
+            Err(not_implemented("Multipart upload"))
+        }
+        ("GET" | "PUT" | "DELETE" | "HEAD" | "POST", Some(s)) => {
+            Err(not_implemented(&format!("The ?{s} subresource")))
+        }
+        _ => Err(method_not_allowed(method)),
+    }
+}
+
+fn object_endpoint(method: &str, q: &Query, h: &Headers) -> Result<Endpoint, S3Error> {
+    if q.has("uploadId") || q.has("uploads") {
+        return Err(not_implemented("Multipart upload"));
+    }
+    let sub = match method {
+        "GET" | "HEAD" => subresource(q, &OBJECT_READ_PARAMS),
+        _ => subresource(q, &["versionId"]),
+    };
+    if let Some(s) = sub {
+        return match method {
+            "GET" | "PUT" | "DELETE" | "HEAD" | "POST" => {
+                Err(not_implemented(&format!("The ?{s} subresource")))
+            }
+            _ => Err(method_not_allowed(method)),
+        };
+    }
+    match method {
+        "GET" => Ok(Endpoint::GetObject),
+        "HEAD" => Ok(Endpoint::HeadObject),
+        "PUT" if h.has("x-amz-copy-source") => Ok(Endpoint::CopyObject),
+        "PUT" => Ok(Endpoint::PutObject),
+        "DELETE" => Ok(Endpoint::DeleteObject),
+        _ => Err(method_not_allowed(method)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(line: &str) -> Result<Endpoint, Code> {
+        let (method, target) = line.split_once(' ').unwrap();
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let q = Query(
+            query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                    (n.to_string(), v.to_string())
+                })
+                .collect(),
+        );
+        let path = path.trim_start_matches('/');
+        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+        let mut h = Headers::default();
+        if line.contains("COPY") {
+            h.0.push(("x-amz-copy-source".into(), "b/k".into()));
+        }
+        Endpoint::from_request(method, bucket, key, &q, &h).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn routes_request_lines() {
+        use Endpoint::*;
+        let table: &[(&str, Result<Endpoint, Code>)] = &[
+            ("GET /", Ok(ListBuckets)),
+            ("PUT /b", Ok(CreateBucket)),
+            ("DELETE /b", Ok(DeleteBucket)),
+            ("HEAD /b", Ok(HeadBucket)),
+            ("GET /b?location", Ok(GetBucketLocation)),
+            ("GET /b?versioning", Ok(GetBucketVersioning)),
+            ("GET /b", Ok(ListObjects)),
+            ("GET /b?list-type=2&prefix=a", Ok(ListObjectsV2)),
+            ("GET /b?prefix=a&encoding-type=url", Ok(ListObjects)),
+            ("POST /b?delete", Ok(DeleteObjects)),
+            ("PUT /b/k", Ok(PutObject)),
+            ("PUT /b/k?x-id=PutObject", Ok(PutObject)),
+            ("PUT /b/k COPY", Ok(CopyObject)),
+            ("GET /b/k", Ok(GetObject)),
+            (
+                "GET /b/k?response-content-type=x&X-Amz-Signature=1",
+                Ok(GetObject),
+            ),
+            ("GET /b/k?versionId=null", Ok(GetObject)),
+            ("HEAD /b/k?partNumber=1", Ok(HeadObject)),
+            ("DELETE /b/k", Ok(DeleteObject)),
+            ("GET /b/k?acl", Err(Code::NotImplemented)),
+            ("PUT /b/k?tagging", Err(Code::NotImplemented)),
+            ("DELETE /b/k?tagging", Err(Code::NotImplemented)),
+            ("GET /b?policy", Err(Code::NotImplemented)),
+            ("DELETE /b?cors", Err(Code::NotImplemented)),
+            ("PUT /b?lifecycle", Err(Code::NotImplemented)),
+            ("GET /b?versions", Err(Code::NotImplemented)),
+            ("GET /b/k?versionId=abc", Err(Code::NotImplemented)),
+            (
+                "PUT /b/k?partNumber=1&uploadId=x",
+                Err(Code::NotImplemented),
+            ),
+            ("GET /?acl", Err(Code::NotImplemented)),
+            ("PUT /", Err(Code::MethodNotAllowed)),
+            ("POST /b/k", Err(Code::MethodNotAllowed)),
+            ("PATCH /b/k", Err(Code::MethodNotAllowed)),
+            ("PATCH /b", Err(Code::MethodNotAllowed)),
+        ];
+        for (line, want) in table {
+            assert_eq!(&route(line), want, "{line}");
+        }
+    }
+}

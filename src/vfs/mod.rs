@@ -1,0 +1,227 @@
+//! The VFS: the only storage interface the ops call (`ops -> vfs -> backend`). Over the local
+//! backend it is a thin pass-through that adds what every backend needs: ETags that are right
+//! even for files changed behind our back (computed lazily, then cached in the metadata),
+//! per-key locks so conditional writes are checked under the same lock as the commit, and the
+//! empty-directory cleanup policy. It speaks no S3 and knows no sockets.
+
+pub mod hash;
+
+use std::hash::BuildHasher;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::backend::{
+    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
+    ObjectWriter, Result,
+};
+pub use hash::{Digests, EtagAlg, Hashes};
+
+/// Key locks are striped: enough stripes that unrelated keys rarely wait on each other.
+const LOCK_STRIPES: usize = 256;
+/// Read size when hashing a file for its ETag.
+const HASH_BUF: usize = 1 << 20;
+
+/// A condition on the object currently stored at a key, checked under the key's lock just
+/// before a commit (conditional writes).
+pub trait WriteCheck<E> {
+    fn check(&self, current: Option<&ObjectInfo>) -> std::result::Result<(), E>;
+}
+
+pub struct Vfs {
+    backend: Box<dyn Backend>,
+    etag: EtagAlg,
+    cleanup: bool,
+    locks: Vec<Mutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Options the VFS applies on top of the backend.
+#[derive(Debug, Clone, Copy)]
+pub struct VfsOptions {
+    pub etag: EtagAlg,
+    /// Remove parent directories left empty by a delete (off with `--no-cleanup`).
+    pub cleanup: bool,
+}
+
+impl Vfs {
+    pub fn new(backend: Box<dyn Backend>, opts: VfsOptions) -> Vfs {
+        Vfs {
+            backend,
+            etag: opts.etag,
+            cleanup: opts.cleanup,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    pub fn etag_alg(&self) -> EtagAlg {
+        self.etag
+    }
+
+    fn lock(&self, bucket: &str, key: &str) -> MutexGuard<'_, ()> {
+        let stripe = &self.locks[self.hasher.hash_one((bucket, key)) as usize % LOCK_STRIPES];
+        stripe.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.backend.list_buckets()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.backend.create_bucket(bucket)
+    }
+
+    pub fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.backend.delete_bucket(bucket)
+    }
+
+    pub fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        self.backend.bucket_exists(bucket)
+    }
+
+    /// Fails with NoSuchBucket unless the bucket exists.
+    pub fn require_bucket(&self, bucket: &str) -> Result<()> {
+        if self.backend.bucket_exists(bucket)? {
+            Ok(())
+        } else {
+            Err(BackendError::new(
+                ErrorKind::NoSuchBucket,
+                "The specified bucket does not exist",
+            ))
+        }
+    }
+
+    pub fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
+        self.backend.list_dir(bucket, dir)
+    }
+
+    /// Size, mtime and metadata, with the ETag filled in.
+    pub fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let info = self.backend.stat(bucket, key)?;
+        self.with_etag(bucket, key, info)
+    }
+
+    /// Opens an object for reading, with its ETag filled in.
+    pub fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        let mut reader = self.backend.open(bucket, key)?;
+        if !self.etag_is_current(&reader.info) {
+            let info = std::mem::replace(&mut reader.info, placeholder());
+            reader.info = self.hash_into_meta(bucket, key, info, &mut reader.body)?;
+            reader.body.seek(SeekFrom::Start(0))?;
+        }
+        Ok(reader)
+    }
+
+    fn etag_is_current(&self, info: &ObjectInfo) -> bool {
+        match &info.meta {
+            _ if self.etag == EtagAlg::None => true,
+            Some(m) => {
+                m.etag.is_some() && (m.etag_alg == self.etag.name() || m.etag_alg == "MULTIPART")
+            }
+            None => false,
+        }
+    }
+
+    fn with_etag(&self, bucket: &str, key: &str, info: ObjectInfo) -> Result<ObjectInfo> {
+        if self.etag_is_current(&info) {
+            return Ok(info);
+        }
+        let mut reader = self.backend.open(bucket, key)?;
+        let info = if reader.info.size == info.size && reader.info.mtime == info.mtime {
+            info
+        } else {
+            reader.info
+        };
+        self.hash_into_meta(bucket, key, info, &mut reader.body)
+    }
+
+    /// Hashes the whole body for the ETag and caches it in the stored metadata.
+    fn hash_into_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut info: ObjectInfo,
+        body: &mut dyn Read,
+    ) -> Result<ObjectInfo> {
+        let mut hashes = Hashes::for_etag(self.etag, false, false);
+        let mut buf = vec![0u8; HASH_BUF];
+        loop {
+            match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hashes.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let digests = hashes.finish();
+        let mut meta = info.meta.take().unwrap_or_default();
+        meta.etag = digests.etag(self.etag);
+        meta.etag_alg = self.etag.name().to_string();
+        if digests.len == info.size {
+            // The record is checked against size and mtime, so a racing change is never cached.
+            if let Err(e) = self.backend.set_meta(bucket, key, &info, &meta) {
+                log::warn!("caching the ETag of {bucket}/{key}: {e}");
+            }
+        }
+        info.meta = Some(meta);
+        Ok(info)
+    }
+
+    /// Starts a streaming write of `bucket/key`; nothing is visible until [`Vfs::commit`].
+    pub fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        self.backend.create(bucket, key)
+    }
+
+    /// Starts a write of `dst` holding the bytes of `src` (copied on disk where possible).
+    /// Returns the source's info, with its ETag.
+    pub fn copy(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+    ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        let (info, writer) = self.backend.copy(src, dst)?;
+        let info = self.with_etag(src.0, src.1, info)?;
+        Ok((info, writer))
+    }
+
+    /// Commits a write after `check`, if any, approves the object currently at the key (None
+    /// when absent). The check and the commit run under the key's lock, so conditional writes
+    /// race safely with each other; without a check the current object is not looked at.
+    pub fn commit<E: From<BackendError>>(
+        &self,
+        bucket: &str,
+        key: &str,
+        writer: Box<dyn ObjectWriter + '_>,
+        meta: &ObjectMeta,
+        mtime: Option<SystemTime>,
+        check: Option<&dyn WriteCheck<E>>,
+    ) -> std::result::Result<ObjectInfo, E> {
+        let _guard = self.lock(bucket, key);
+        let Some(check) = check else {
+            return Ok(writer.commit(meta, mtime)?);
+        };
+        let current = match self.stat(bucket, key) {
+            Ok(info) => Some(info),
+            Err(e) if e.kind == ErrorKind::NotFound || e.kind == ErrorKind::Conflict => None,
+            Err(e) => return Err(e.into()),
+        };
+        check.check(current.as_ref())?;
+        Ok(writer.commit(meta, mtime)?)
+    }
+
+    /// Deletes an object (a missing key is fine), then cleans up empty parents unless
+    /// `--no-cleanup`.
+    pub fn remove(&self, bucket: &str, key: &str) -> Result<()> {
+        let _guard = self.lock(bucket, key);
+        self.backend.remove(bucket, key, self.cleanup)
+    }
+}
+
+fn placeholder() -> ObjectInfo {
+    ObjectInfo {
+        size: 0,
+        mtime: SystemTime::UNIX_EPOCH,
+        meta: None,
+    }
+}

@@ -185,7 +185,18 @@ def server(session_tmp):
     data.mkdir()
     srv = Server(data, workdir=session_tmp)
     yield srv
+    alive = srv.proc.poll() is None
     srv.stop()
+    check_server_health(srv, alive)
+
+
+def check_server_health(srv, alive):
+    """Fail (as a teardown error) if the server died under the tests or logged a panic."""
+    log = srv.log()
+    if not alive:
+        pytest.fail(f"server {srv.url} died during the tests (exit {srv.proc.returncode}):\n{log[-4000:]}")
+    if "panicked at" in log:
+        pytest.fail(f"server {srv.url} logged a panic:\n{log[-4000:]}")
 
 
 @pytest.fixture
@@ -210,6 +221,9 @@ def start_server(tmp_path):
     for srv in started:
         if srv.proc.poll() is None:
             srv.stop()
+    for srv in started:
+        if "panicked at" in srv.log():
+            pytest.fail(f"server {srv.url} logged a panic:\n{srv.log()[-4000:]}")
 
 
 @pytest.fixture(scope="session")

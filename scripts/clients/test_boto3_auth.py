@@ -60,6 +60,8 @@ def test_unsigned_list_buckets_denied(server):
     r = requests.get(server.url + "/", timeout=30)
     assert r.status_code == 403
     assert xml_error_code(r.content) == "AccessDenied"
+    assert r.headers.get("x-amz-request-id")
+    assert r.headers.get("Content-Type", "").startswith("application/xml")
 
 
 def test_second_auth_key(start_server):

@@ -160,7 +160,7 @@ def test_unsafe_key_put_rejected(start_server, rel):
     before_outside = sorted(os.listdir(srv.data_dir.parent))
     r = raw_request(srv, "PUT", f"/bkt/{rel}", body=b"evil", sign=False)
     assert r.status == 400, r
-    assert r.code, r
+    assert r.code, f"the error body must be well-formed XML with a Code: {r.body!r}"
     assert files_under(srv.data_dir / "bkt") == []
     assert [p for p in files_under(srv.data_dir) if not p.startswith(".s3serve")] == []
     after_outside = sorted(os.listdir(srv.data_dir.parent))

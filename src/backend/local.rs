@@ -64,6 +64,8 @@ impl LocalBackend {
         let probe = private.join("xattr-probe");
         let file = File::create(&probe)?;
         let xattrs = rfs::fsetxattr(&file, XATTR, b"1", rfs::XattrFlags::empty()).is_ok();
+        drop(file);
+        let _ = std::fs::remove_file(&probe);
         if !xattrs {
             log::warn!(
                 "{} has no user xattrs: metadata goes to {}",

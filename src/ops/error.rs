@@ -61,6 +61,8 @@ pub struct S3Error {
     pub resource: String,
     /// Extra elements for the body, e.g. `StringToSign` on a signature mismatch.
     pub extra: Vec<(&'static str, String)>,
+    /// Response headers the error needs (e.g. `Content-Range` on 416).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl S3Error {
@@ -70,6 +72,7 @@ impl S3Error {
             message: message.into(),
             resource: String::new(),
             extra: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -80,6 +83,11 @@ impl S3Error {
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
         self.extra.push((name, value.into()));
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.headers.push((name, value.into()));
         self
     }
 

@@ -282,6 +282,7 @@ fn invalid_range(size: u64) -> S3Error {
     S3Error::new(Code::InvalidRange, "The requested range is not satisfiable")
         .with("RangeRequested", String::new())
         .with("ActualObjectSize", size.to_string())
+        .with_header("Content-Range", format!("bytes */{size}"))
 }
 
 /// A Content-Type for objects stored without one, from the file extension.

@@ -48,15 +48,35 @@ impl XmlWriter {
         let _ = self.w.write_event(Event::End(BytesEnd::new(name)));
     }
 
+    /// Writes `<name>text</name>`. Characters XML 1.0 cannot carry at all (NUL and other
+    /// C0 controls) are percent-encoded, so a hostile key never makes a body unparsable.
     pub fn elem(&mut self, name: &str, text: &str) {
         self.open(name);
-        let _ = self.w.write_event(Event::Text(BytesText::new(text)));
+        let text = xml_safe(text);
+        let _ = self.w.write_event(Event::Text(BytesText::new(&text)));
         self.close(name);
     }
 
     pub fn finish(self) -> Vec<u8> {
         self.w.into_inner()
     }
+}
+
+fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c < ' ' && !matches!(c, '\t' | '\n' | '\r');
+    if !text.chars().any(bad) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if bad(c) {
+                format!("%{:02X}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Reads at most [`MAX_XML_BODY`] bytes of a request body; larger bodies are MalformedXML.
@@ -158,6 +178,15 @@ mod tests {
             s,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><R xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></R>"
         );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_document() {
+        let mut w = XmlWriter::new();
+        w.elem("R", "a\0b\x01c\td");
+        assert!(String::from_utf8(w.finish())
+            .unwrap()
+            .ends_with("<R>a%00b%01c\td</R>"));
     }
 
     #[test]

@@ -261,7 +261,8 @@ fn exempt_from_signing(name: &str) -> bool {
 /// Every other `x-amz-*` header must be signed, or a proxy (or a presigned URL holder) could
 /// add metadata or change a copy source.
 fn check_unsigned_amz_headers(h: &Headers, signed: &str) -> Result<(), S3Error> {
-    let signed: Vec<&str> = signed.split(';').collect();
+    let signed: Vec<String> = signed.split(';').map(str::to_ascii_lowercase).collect();
+    let signed: Vec<&str> = signed.iter().map(String::as_str).collect();
     if !signed.contains(&"host") {
         return Err(S3Error::new(
             Code::AccessDenied,
@@ -451,7 +452,7 @@ impl Sig<'_> {
                 .headers
                 .0
                 .iter()
-                .filter(|(n, _)| n == name)
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| collapse_spaces(v))
                 .collect();
             if values.is_empty() {

@@ -128,10 +128,15 @@ fn error_response(e: &S3Error, request_id: &str, method: &str) -> ops::Response 
     if e.code == Code::InternalError {
         log::error!("{request_id}: {e}");
     }
-    if method == "HEAD" {
-        return ops::Response::empty(e.status()).header("Content-Type", "application/xml");
+    let mut resp = if method == "HEAD" {
+        ops::Response::empty(e.status()).header("Content-Type", "application/xml")
+    } else {
+        ops::Response::xml(e.status(), e.to_xml(request_id))
+    };
+    for (n, v) in &e.headers {
+        resp = resp.header(n, v.as_str());
     }
-    ops::Response::xml(e.status(), e.to_xml(request_id))
+    resp
 }
 
 fn process(

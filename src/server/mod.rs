@@ -122,6 +122,12 @@ fn spawn_pump(
                     Err(e) => log::warn!("accept on {addr}: {e}"),
                 }
             }
+            // Requests already received are in flight: hand them on before stopping.
+            while let Ok(Some(rq)) = server.try_recv() {
+                if tx.send(rq).is_err() {
+                    break;
+                }
+            }
         })
         .expect("spawning a thread at start-up")
 }

@@ -1,0 +1,115 @@
+//! Authentication seen from outside: presigned URLs, wrong keys, unsigned requests.
+
+use crate::harness::*;
+use rusty_s3::{Credentials, S3Action};
+use std::time::Duration;
+
+#[test]
+fn presigned_get_put_head_delete() {
+    let dir = TempDir::new();
+    let s = start(config(&dir.0));
+    s.create_bucket("bk1");
+    assert_eq!(s.put("bk1", "k", b"v").status, 200);
+    assert_eq!(s.get("bk1", "k", &[]).text(), "v");
+    assert_eq!(s.head("bk1", "k").status, 200);
+    assert_eq!(s.delete("bk1", "k").status, 204);
+}
+
+#[test]
+fn bad_credentials_and_unsigned_requests_are_refused() {
+    let dir = TempDir::new();
+    let s = start(config(&dir.0));
+    s.create_bucket("bk1");
+    s.put("bk1", "k", b"secret");
+    let b = s.bucket("bk1");
+    let wrong = Credentials::new(AK, "not-the-secret");
+    let url = b
+        .get_object(Some(&wrong), "k")
+        .sign(Duration::from_secs(60));
+    let r = s.raw_url("GET", url.as_str(), &[], b"");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "SignatureDoesNotMatch")
+    );
+    assert!(r.text().contains("<StringToSign>") && !r.text().contains("not-the-secret"));
+    let unknown = Credentials::new("NOBODY", SK);
+    let url = b
+        .get_object(Some(&unknown), "k")
+        .sign(Duration::from_secs(60));
+    assert_eq!(
+        s.raw_url("GET", url.as_str(), &[], b"").code(),
+        "InvalidAccessKeyId"
+    );
+    let r = s.raw("GET", "/bk1/k", &[], b"");
+    assert_eq!((r.status, r.code().as_str()), (403, "AccessDenied"));
+    assert!(!r.text().contains("secret"));
+    // A URL signed for one key does not open another.
+    let url = b
+        .get_object(Some(&s.creds), "k")
+        .sign(Duration::from_secs(60));
+    let other = url.as_str().replace("/bk1/k?", "/bk1/other?");
+    assert_eq!(
+        s.raw_url("GET", &other, &[], b"").code(),
+        "SignatureDoesNotMatch"
+    );
+    // Unsigned metadata cannot ride along a presigned PUT.
+    let url = b
+        .put_object(Some(&s.creds), "m")
+        .sign(Duration::from_secs(60));
+    let r = s.raw_url("PUT", url.as_str(), &[("x-amz-meta-evil", "1")], b"x");
+    assert_eq!((r.status, r.code().as_str()), (403, "AccessDenied"));
+    // Presigned URLs live at most seven days.
+    let url = b
+        .get_object(Some(&s.creds), "k")
+        .sign(Duration::from_secs(8 * 86400));
+    assert_eq!(s.raw_url("GET", url.as_str(), &[], b"").status, 400);
+}
+
+#[test]
+fn second_key_and_a_malformed_header() {
+    let dir = TempDir::new();
+    let mut c = config(&dir.0);
+    c.auth_keys.push(("SECOND".into(), "other-secret".into()));
+    let s = start(c);
+    s.create_bucket("bk1");
+    let b = s.bucket("bk1");
+    let second = Credentials::new("SECOND", "other-secret");
+    let url = b
+        .put_object(Some(&second), "k")
+        .sign(Duration::from_secs(60));
+    assert_eq!(s.raw_url("PUT", url.as_str(), &[], b"2").status, 200);
+    let r = s.raw(
+        "GET",
+        "/bk1/k",
+        &[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDTEST/2026/x, SignedHeaders=host, Signature=00",
+        )],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "AuthorizationHeaderMalformed")
+    );
+    let r = s.raw(
+        "GET",
+        "/bk1/k",
+        &[("authorization", "AWS AKIDTEST:abc")],
+        b"",
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn anonymous_mode_ignores_credentials() {
+    let dir = TempDir::new();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ));
+    assert_eq!(
+        s.raw("PUT", "/bk1", &[("authorization", "garbage")], b"")
+            .status,
+        200
+    );
+    assert_eq!(s.raw("PUT", "/bk1/k", &[], b"x").status, 200);
+}

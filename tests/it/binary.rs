@@ -1,0 +1,100 @@
+//! The `s3serve` binary as a user runs it: start-up lines, flag errors, signals.
+
+use crate::harness::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3serve"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "server exited: {lines:?}"
+        );
+        lines.push(line.clone());
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            break a.trim().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (child, addr, lines)
+}
+
+#[test]
+fn start_up_logs_root_and_real_port_and_creates_the_directory() {
+    let dir = TempDir::new();
+    let root = dir.0.join("new/data");
+    let (mut child, addr, lines) = spawn(&["--addr", "127.0.0.1:0", root.to_str().unwrap()]);
+    assert_ne!(addr.port(), 0);
+    assert!(root.is_dir());
+    let all = lines.concat();
+    assert!(
+        all.contains(&format!("serving {}", root.display())),
+        "{all}"
+    );
+    assert!(all.contains("anonymous"), "{all}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
+    let dir = TempDir::new();
+    let (mut child, addr, _) = spawn(&["--addr", "127.0.0.1:0", dir.0.to_str().unwrap()]);
+    let r = raw_exchange(
+        addr,
+        b"PUT /bk1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.status, 200);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(
+        b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\nhalf-",
+    )
+    .unwrap();
+    wait_for_upload_in(&dir.0.join("bk1"));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    c.write_all(&[b'!'; 1995]).unwrap();
+    let r = read_response(&mut BufReader::new(c), false);
+    assert_eq!(r.status, 200);
+    assert_eq!(std::fs::read(dir.0.join("bk1/k")).unwrap().len(), 2000);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn flag_errors_name_the_flag() {
+    for (args, needle) in [
+        (vec!["--bogus", "d"], "--bogus"),
+        (vec!["--vfs-cache-mode", "full", "d"], "--vfs-cache-mode"),
+        (vec!["--etag-hash", "CRC", "d"], "--etag-hash"),
+        (vec!["--umask", "9", "d"], "--umask"),
+        (vec![], "PATH"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_s3serve"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_s3serve"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--auth-key"));
+    let out = Command::new(env!("CARGO_BIN_EXE_s3serve"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("s3serve "));
+}

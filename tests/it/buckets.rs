@@ -1,0 +1,188 @@
+//! Bucket operations and the unknown-subresource guard.
+
+use crate::harness::*;
+
+#[test]
+fn bucket_life_cycle() {
+    let dir = TempDir::new();
+    let s = start(config(&dir.0));
+    s.create_bucket("photos");
+    assert!(dir.0.join("photos").is_dir());
+    let b = s.bucket("photos");
+    let r = s.send("PUT", b.create_bucket(&s.creds), b"");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (409, "BucketAlreadyOwnedByYou")
+    );
+    let bad = s.bucket("Bad_Name");
+    let r = s.send("PUT", bad.create_bucket(&s.creds), b"");
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidBucketName"));
+    assert_eq!(
+        s.send("HEAD", b.head_bucket(Some(&s.creds)), b"").status,
+        200
+    );
+    s.put("photos", "x", b"1");
+    let r = s.send("DELETE", b.delete_bucket(&s.creds), b"");
+    assert_eq!((r.status, r.code().as_str()), (409, "BucketNotEmpty"));
+    s.delete("photos", "x");
+    assert_eq!(s.send("DELETE", b.delete_bucket(&s.creds), b"").status, 204);
+    assert_eq!(
+        s.send("HEAD", b.head_bucket(Some(&s.creds)), b"").status,
+        404
+    );
+    let r = s.send("DELETE", b.delete_bucket(&s.creds), b"");
+    assert_eq!((r.status, r.code().as_str()), (404, "NoSuchBucket"));
+}
+
+#[test]
+fn anonymous_server_lists_buckets_and_locations() {
+    let dir = TempDir::new();
+    std::fs::create_dir(dir.0.join("b1")).unwrap();
+    std::fs::write(dir.0.join("rootfile.txt"), b"not a bucket").unwrap();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ));
+    let r = s.raw("GET", "/", &[], b"");
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    assert!(
+        !r.text().contains("rootfile") && !r.text().contains(".s3serve"),
+        "{}",
+        r.text()
+    );
+    assert!(r
+        .text()
+        .contains("<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
+    assert!(r.text().contains("<Name>b1</Name>"));
+    assert!(s
+        .raw("GET", "/b1?location", &[], b"")
+        .text()
+        .contains("<LocationConstraint"));
+    let v = s.raw("GET", "/b1?versioning", &[], b"");
+    assert!(v.text().contains("<VersioningConfiguration") && !v.text().contains("<Status>"));
+    assert_eq!(
+        s.raw("GET", "/nope?location", &[], b"").code(),
+        "NoSuchBucket"
+    );
+}
+
+#[test]
+fn unknown_subresources_never_touch_data() {
+    let dir = TempDir::new();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ));
+    assert_eq!(s.raw("PUT", "/bk1", &[], b"").status, 200);
+    assert_eq!(s.raw("PUT", "/bk1/obj", &[], b"precious").status, 200);
+    for (m, t) in [
+        ("PUT", "/bk1/obj?tagging"),
+        ("PUT", "/bk1/obj?acl"),
+        ("DELETE", "/bk1/obj?tagging"),
+        ("GET", "/bk1/obj?acl"),
+        ("GET", "/bk1?policy"),
+        ("DELETE", "/bk1?cors"),
+        ("PUT", "/bk1?lifecycle"),
+        ("GET", "/bk1?versions"),
+        ("PUT", "/bk1/obj?retention"),
+    ] {
+        let r = s.raw(m, t, &[], if m == "PUT" { b"<Tagging/>" } else { b"" });
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (501, "NotImplemented"),
+            "{m} {t}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.0.join("bk1/obj")).unwrap(), b"precious");
+    assert!(dir.0.join("bk1").is_dir());
+    let r = s.raw("PATCH", "/bk1/obj", &[], b"");
+    assert_eq!((r.status, r.code().as_str()), (405, "MethodNotAllowed"));
+}
+
+#[test]
+fn read_only_refuses_every_write() {
+    let dir = TempDir::new();
+    std::fs::create_dir(dir.0.join("bk1")).unwrap();
+    std::fs::write(dir.0.join("bk1/k"), b"keep").unwrap();
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+    c.read_only = true;
+    let s = start(c);
+    for (m, t, body) in [
+        ("PUT", "/bk1/new", &b"x"[..]),
+        ("DELETE", "/bk1/k", b""),
+        ("PUT", "/newbucket", b""),
+        ("DELETE", "/bk1", b""),
+        (
+            "POST",
+            "/bk1?delete",
+            b"<Delete><Object><Key>k</Key></Object></Delete>",
+        ),
+    ] {
+        let r = s.raw(m, t, &[], body);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "AccessDenied"),
+            "{m} {t}"
+        );
+    }
+    let r = s.raw("PUT", "/bk1/copy", &[("x-amz-copy-source", "bk1/k")], b"");
+    assert_eq!(r.status, 403);
+    assert_eq!(s.raw("GET", "/bk1/k", &[], b"").text(), "keep");
+    assert!(!dir.0.join("newbucket").exists() && !dir.0.join("bk1/new").exists());
+}
+
+#[test]
+fn delete_objects_with_quiet_and_errors() {
+    let dir = TempDir::new();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ));
+    s.raw("PUT", "/bk1", &[], b"");
+    for k in ["a", "d/b", "c"] {
+        s.raw("PUT", &format!("/bk1/{k}"), &[], b"x");
+    }
+    let body = b"<Delete><Object><Key>a</Key></Object><Object><Key>d/b</Key></Object><Object><Key>a/../../x</Key></Object><Object><Key>missing</Key></Object></Delete>";
+    let r = s.raw("POST", "/bk1?delete", &[], body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = r.text();
+    assert!(
+        t.contains("<Deleted><Key>a</Key></Deleted>")
+            && t.contains("<Deleted><Key>missing</Key></Deleted>")
+    );
+    assert!(
+        t.contains("<Error><Key>a/../../x</Key><Code>InvalidArgument</Code>"),
+        "{t}"
+    );
+    assert!(
+        !dir.0.join("bk1/a").exists()
+            && !dir.0.join("bk1/d").exists()
+            && dir.0.join("bk1/c").exists()
+    );
+    let r = s.raw(
+        "POST",
+        "/bk1?delete",
+        &[],
+        b"<Delete><Quiet>true</Quiet><Object><Key>c</Key></Object></Delete>",
+    );
+    assert!(!r.text().contains("<Deleted>") && !dir.0.join("bk1/c").exists());
+    let many: String = (0..1001)
+        .map(|i| format!("<Object><Key>k{i}</Key></Object>"))
+        .collect();
+    let r = s.raw(
+        "POST",
+        "/bk1?delete",
+        &[],
+        format!("<Delete>{many}</Delete>").as_bytes(),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "MalformedXML"));
+    let r = s.raw(
+        "POST",
+        "/bk1?delete",
+        &[("content-md5", "AAAAAAAAAAAAAAAAAAAAAA==")],
+        b"<Delete><Object><Key>c</Key></Object></Delete>",
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "BadDigest"));
+    assert_eq!(
+        s.raw("POST", "/bk1?delete", &[], b"<Delete><Object>")
+            .code(),
+        "MalformedXML"
+    );
+}

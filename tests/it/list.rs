@@ -1,0 +1,178 @@
+//! ListObjects v1 and v2: order, prefixes, delimiters, paging, encoding.
+
+use crate::harness::*;
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::S3Action;
+use std::time::Duration;
+
+fn anon(dir: &TempDir) -> TestServer {
+    start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ))
+}
+
+fn keys_of(xml: &str, tag: &str) -> Vec<String> {
+    xml.split(&format!("<{tag}>"))
+        .skip(1)
+        .map(|p| p.split(&format!("</{tag}>")).next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn keys_come_in_utf8_byte_order() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    for k in ["ab", "a-b", "a+b", "a/x", "a/y/z", "%C3%A9", "Z"] {
+        assert_eq!(
+            s.raw("PUT", &format!("/bk1/{k}"), &[], b"1").status,
+            200,
+            "{k}"
+        );
+    }
+    let r = s.raw("GET", "/bk1?list-type=2", &[], b"");
+    assert_eq!(
+        keys_of(&r.text(), "Key"),
+        ["Z", "a+b", "a-b", "a/x", "a/y/z", "ab", "é"]
+    );
+    assert!(r.text().contains("<KeyCount>7</KeyCount>"));
+    let r = s.raw("GET", "/bk1?list-type=2&delimiter=%2F", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Key"), ["Z", "a+b", "a-b", "ab", "é"]);
+    assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["a/"]);
+    let r = s.raw("GET", "/bk1?list-type=2&delimiter=-", &[], b"");
+    assert!(
+        r.text()
+            .contains("<CommonPrefixes><Prefix>a-</Prefix></CommonPrefixes>"),
+        "{}",
+        r.text()
+    );
+    let r = s.raw("GET", "/bk1?prefix=a%2Fy&delimiter=%2F", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["a/y/"]);
+    assert!(r.text().contains("<Marker></Marker>"));
+    assert!(s
+        .raw("GET", "/bk1", &[], b"")
+        .text()
+        .contains("<Owner><ID>anonymous</ID>"));
+}
+
+#[test]
+fn pages_through_a_bucket_with_tokens_and_markers() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("bk1")).unwrap();
+    let mut all = Vec::new();
+    for i in 0..25 {
+        let k = format!("d{}/k{:02}", i % 3, i);
+        std::fs::create_dir_all(dir.0.join("bk1").join(format!("d{}", i % 3))).unwrap();
+        std::fs::write(dir.0.join("bk1").join(&k), format!("v{i}")).unwrap();
+        all.push(k);
+    }
+    all.sort();
+    let s = start(config(&dir.0));
+    let b = s.bucket("bk1");
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut a = ListObjectsV2::new(&b, Some(&s.creds));
+        a.with_max_keys(7);
+        if let Some(t) = &token {
+            a.with_continuation_token(t.clone());
+        }
+        let r = s.raw_url("GET", a.sign(Duration::from_secs(60)).as_str(), &[], b"");
+        let parsed = ListObjectsV2::parse_response(&r.body).unwrap();
+        assert!(parsed.contents.len() <= 7);
+        for c in &parsed.contents {
+            let i: u32 = c.key[4..].parse().unwrap();
+            assert_eq!(
+                c.etag,
+                format!("\"{}\"", md5_hex(format!("v{i}").as_bytes())),
+                "{}",
+                c.key
+            );
+        }
+        seen.extend(parsed.contents.into_iter().map(|c| c.key));
+        match parsed.next_continuation_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all);
+    // v1 with a marker and a delimiter pages over CommonPrefixes too.
+    let anon = anon(&dir);
+    let r = anon.raw("GET", "/bk1?delimiter=%2F&max-keys=2", &[], b"");
+    assert!(
+        r.text().contains("<IsTruncated>true</IsTruncated>")
+            && r.text().contains("<NextMarker>d1/</NextMarker>"),
+        "{}",
+        r.text()
+    );
+    let r = anon.raw("GET", "/bk1?delimiter=%2F&marker=d1%2F", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["d2/"]);
+    let r = anon.raw("GET", "/bk1?list-type=2&start-after=d2%2Fk20", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Key"), ["d2/k23"]);
+}
+
+#[test]
+fn max_keys_zero_capped_and_invalid() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/k", &[], b"1");
+    let r = s.raw("GET", "/bk1?list-type=2&max-keys=0", &[], b"");
+    assert!(
+        r.text().contains("<KeyCount>0</KeyCount>") && r.text().contains("<MaxKeys>0</MaxKeys>")
+    );
+    let r = s.raw("GET", "/bk1?list-type=2&max-keys=5000", &[], b"");
+    assert!(r.text().contains("<MaxKeys>1000</MaxKeys>"));
+    assert_eq!(
+        s.raw("GET", "/bk1?list-type=2&max-keys=-1", &[], b"")
+            .code(),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        s.raw(
+            "GET",
+            "/bk1?list-type=2&continuation-token=%21%21",
+            &[],
+            b""
+        )
+        .code(),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        s.raw("GET", "/nobucket?list-type=2", &[], b"").code(),
+        "NoSuchBucket"
+    );
+}
+
+#[test]
+fn url_encoding_type_encodes_plus_and_percent() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/a%2Bb%20c%25d", &[], b"1");
+    let r = s.raw(
+        "GET",
+        "/bk1?list-type=2&encoding-type=url&prefix=a",
+        &[],
+        b"",
+    );
+    assert!(
+        r.text().contains("<Key>a%2Bb%20c%25d</Key>")
+            && r.text().contains("<EncodingType>url</EncodingType>"),
+        "{}",
+        r.text()
+    );
+    let r = s.raw("GET", "/bk1?list-type=2", &[], b"");
+    assert!(r.text().contains("<Key>a+b c%d</Key>"));
+}
+
+#[test]
+fn empty_directories_are_not_common_prefixes() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("bk1/empty/deeper")).unwrap();
+    std::fs::create_dir_all(dir.0.join("bk1/full/x")).unwrap();
+    std::fs::write(dir.0.join("bk1/full/x/f"), b"1").unwrap();
+    let s = anon(&dir);
+    let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["full/"]);
+}

@@ -1,0 +1,169 @@
+//! Hostile input: unsafe keys, collisions, symlinks, truncated bodies, overload, crash leftovers.
+
+use crate::harness::*;
+use std::io::Write;
+use std::net::TcpStream;
+
+fn anon(dir: &TempDir) -> TestServer {
+    start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ))
+}
+
+#[test]
+fn unsafe_keys_are_rejected_never_remapped() {
+    let outer = TempDir::new();
+    let root = outer.0.join("root");
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(root.clone()),
+    ));
+    s.raw("PUT", "/bk1", &[], b"");
+    for target in [
+        "/bk1/a/../../escape",
+        "/bk1/..%2F..%2Fescape",
+        "/bk1/a//b",
+        "/bk1/./x",
+        "/bk1/x/",
+        "/bk1/.s3serve-tmp-1",
+        "/bk1/%00",
+        "/../escape",
+        "/bk1/a/%2e%2e/%2e%2e/escape",
+    ] {
+        let r = s.raw("PUT", target, &[], b"evil");
+        assert!(r.status == 400, "{target}: {} {}", r.status, r.text());
+        assert_eq!(s.raw("GET", target, &[], b"").status / 100, 4, "{target}");
+    }
+    let long = "k".repeat(1025);
+    assert_eq!(
+        s.raw("PUT", &format!("/bk1/{long}"), &[], b"x").code(),
+        "KeyTooLongError"
+    );
+    assert!(!outer.0.join("escape").exists() && !root.join("escape").exists());
+    assert_eq!(std::fs::read_dir(root.join("bk1")).unwrap().count(), 0);
+}
+
+#[test]
+fn symlinks_cannot_lead_outside_the_root() {
+    let outer = TempDir::new();
+    let root = outer.0.join("root");
+    std::fs::create_dir_all(root.join("bk1")).unwrap();
+    std::fs::write(outer.0.join("secret"), b"outside").unwrap();
+    std::os::unix::fs::symlink(outer.0.join("secret"), root.join("bk1/link")).unwrap();
+    std::os::unix::fs::symlink(&outer.0, root.join("bk1/dirlink")).unwrap();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(root.clone()),
+    ));
+    assert_eq!(s.raw("GET", "/bk1/link", &[], b"").status, 404);
+    assert_eq!(s.raw("GET", "/bk1/dirlink/secret", &[], b"").status, 404);
+    assert_ne!(s.raw("PUT", "/bk1/dirlink/new", &[], b"x").status, 200);
+    assert!(!outer.0.join("new").exists());
+    assert!(!s.raw("GET", "/bk1", &[], b"").text().contains("link"));
+}
+
+#[test]
+fn keys_colliding_with_directories_get_a_clear_4xx() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/d/x", &[], b"1");
+    s.raw("PUT", "/bk1/f", &[], b"1");
+    let r = s.raw("PUT", "/bk1/d", &[], b"2");
+    assert_eq!((r.status, r.code().as_str()), (409, "ObjectPathConflict"));
+    let r = s.raw("PUT", "/bk1/f/x", &[], b"2");
+    assert_eq!((r.status, r.code().as_str()), (409, "ObjectPathConflict"));
+    assert_eq!(s.raw("GET", "/bk1/d", &[], b"").code(), "NoSuchKey");
+    assert_eq!(s.raw("DELETE", "/bk1/d", &[], b"").status, 204);
+    assert!(dir.0.join("bk1/d/x").exists());
+    assert_eq!(
+        s.raw("PUT", "/bk1/f/x?x-id=PutObject", &[], b"2").status,
+        409
+    );
+}
+
+#[test]
+fn a_truncated_body_leaves_nothing_behind() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/k", &[], b"old");
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly a little")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = read_response(&mut std::io::BufReader::new(c), false);
+    assert_eq!((r.status, r.code().as_str()), (400, "IncompleteBody"));
+    assert_eq!(std::fs::read(dir.0.join("bk1/k")).unwrap(), b"old");
+    assert_eq!(std::fs::read_dir(dir.0.join("bk1")).unwrap().count(), 1);
+}
+
+#[test]
+fn invalid_content_length_is_a_400() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    let r = raw_exchange(
+        s.addr,
+        b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.status, 400);
+    assert!(!dir.0.join("bk1/k").exists());
+}
+
+#[test]
+fn crash_leftovers_are_swept_at_start_up() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("bk1/deep")).unwrap();
+    std::fs::write(dir.0.join("bk1/deep/.s3serve-tmp-DEADBEEF"), b"partial").unwrap();
+    std::fs::write(dir.0.join("bk1/keep"), b"k").unwrap();
+    let s = anon(&dir);
+    assert!(!dir.0.join("bk1/deep/.s3serve-tmp-DEADBEEF").exists());
+    assert!(dir.0.join("bk1/keep").exists());
+    assert!(!s
+        .raw("GET", "/bk1?list-type=2", &[], b"")
+        .text()
+        .contains("tmp"));
+}
+
+#[test]
+fn overload_answers_slow_down_at_once() {
+    let dir = TempDir::new();
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+    c.workers = 1;
+    c.queue = 1;
+    let s = start(c);
+    s.raw("PUT", "/bk1", &[], b"");
+    // Occupy the only worker with a body that has not arrived yet (over 1 KiB, so tiny_http
+    // hands the request on before the body arrives).
+    let mut blocker = TcpStream::connect(s.addr).unwrap();
+    blocker.write_all(b"PUT /bk1/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n").unwrap();
+    wait_for_upload_in(&dir.0.join("bk1"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let tx = tx.clone();
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let req =
+                    format!("GET /bk1?n={i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let r = raw_exchange(addr, req.as_bytes(), false);
+                tx.send((r.status, r.code())).unwrap();
+            })
+        })
+        .collect();
+    // Of three more requests one fits the queue: the other two are shed with 503.
+    let mut shed = 0;
+    while shed < 2 {
+        let (status, code) = rx.recv().unwrap();
+        if status == 503 {
+            assert_eq!(code, "SlowDown");
+            shed += 1;
+        }
+    }
+    blocker.write_all(&[b'x'; 2048]).unwrap();
+    let r = read_response(&mut std::io::BufReader::new(blocker), false);
+    assert_eq!(r.status, 200);
+    for h in handles {
+        h.join().unwrap();
+    }
+}

@@ -22,9 +22,12 @@ pub enum Endpoint {
     DeleteObject,
 }
 
-/// Query parameters that never change which operation a request is.
+/// Query parameters that never change which operation a request is: signatures (SigV4, and
+/// SigV2's, which auth then refuses with a clear message) and the SDKs' `x-id` tag.
 fn is_neutral(name: &str) -> bool {
-    name.starts_with("X-Amz-") || name.starts_with("x-amz-") || name == "x-id"
+    name.starts_with("X-Amz-")
+        || name.starts_with("x-amz-")
+        || matches!(name, "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
 }
 
 const OBJECT_READ_PARAMS: [&str; 8] = [
@@ -196,6 +199,10 @@ mod tests {
                 Ok(GetObject),
             ),
             ("GET /b/k?versionId=null", Ok(GetObject)),
+            (
+                "GET /b/k?AWSAccessKeyId=a&Signature=s&Expires=1",
+                Ok(GetObject),
+            ),
             ("HEAD /b/k?partNumber=1", Ok(HeadObject)),
             ("DELETE /b/k", Ok(DeleteObject)),
             ("GET /b/k?acl", Err(Code::NotImplemented)),

@@ -1,0 +1,77 @@
+"""Server flags seen through a real client: --baseurl with auth, modes, logging, workers."""
+
+import os
+import stat
+
+import requests
+
+from conftest import make_client, unique_bucket_name
+
+
+def test_baseurl_works_with_auth_keys(start_server):
+    srv = start_server("--baseurl", "/s3/prefix/")
+    s3 = make_client(srv.url + "/s3/prefix")
+    b = unique_bucket_name("base")
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="k/v.txt", Body=b"under a prefix", Metadata={"a": "1"})
+    assert s3.get_object(Bucket=b, Key="k/v.txt")["Body"].read() == b"under a prefix"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=b)["Contents"]] == ["k/v.txt"]
+    assert (srv.data_dir / b / "k" / "v.txt").read_bytes() == b"under a prefix"
+    s3v4 = make_client(srv.url + "/s3/prefix", signature_version="s3v4")
+    url = s3v4.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "k/v.txt"}, ExpiresIn=60)
+    got = requests.get(url, timeout=10)
+    assert got.content == b"under a prefix", (url, got.text)
+    # boto3's default presigner speaks SigV2, which is refused with a clear 403.
+    v2 = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "k/v.txt"}, ExpiresIn=60)
+    r = requests.get(v2, timeout=10)
+    assert r.status_code == 403 and b"Signature Version 2" in r.content
+    # Outside the prefix there is nothing to serve.
+    outside = make_client(srv.url)
+    try:
+        outside.head_bucket(Bucket=b)
+        raise AssertionError("a request outside --baseurl was served")
+    except Exception as e:  # botocore ClientError
+        assert "404" in str(e)
+
+
+def test_file_and_dir_perms_with_umask(start_server):
+    srv = start_server("--file-perms", "0640", "--dir-perms", "0750", "--umask", "0")
+    s3 = srv.client()
+    b = unique_bucket_name("perms")
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="d/f", Body=b"x")
+    assert stat.S_IMODE(os.stat(srv.data_dir / b / "d" / "f").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(srv.data_dir / b / "d").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(srv.data_dir / b).st_mode) == 0o750
+
+
+def test_default_umask_masks_perms(start_server):
+    srv = start_server()
+    s3 = srv.client()
+    b = unique_bucket_name("umask")
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="f", Body=b"x")
+    assert stat.S_IMODE(os.stat(srv.data_dir / b / "f").st_mode) == 0o644
+
+
+def test_log_file_gets_start_up_and_access_lines(start_server, tmp_path):
+    log = tmp_path / "s3serve.log"
+    srv = start_server("-v", "--log-file", str(log))
+    s3 = srv.client()
+    b = unique_bucket_name("log")
+    s3.create_bucket(Bucket=b)
+    s3.list_objects_v2(Bucket=b)
+    srv.stop()
+    text = log.read_text()
+    assert f"listening on http://127.0.0.1:{srv.port}" in text
+    assert " PUT CreateBucket 200 " in text and " GET ListObjectsV2 200 " in text
+
+
+def test_one_worker_still_serves_everything(start_server):
+    srv = start_server("--workers", "1")
+    s3 = srv.client()
+    b = unique_bucket_name("w1")
+    s3.create_bucket(Bucket=b)
+    for i in range(20):
+        s3.put_object(Bucket=b, Key=f"k{i}", Body=b"x")
+    assert s3.list_objects_v2(Bucket=b)["KeyCount"] == 20

@@ -23,8 +23,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const NOT_YET_SUPPORTED: &[&str] = &[
     "allow-origin", "auth-proxy", "cert", "client-ca", "dir-cache-time",
     "disable-multipart-streaming", "force-path-style", "gid", "htpasswd", "key", "link-perms",
-    "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-expiry",
-    "multipart-max-uploads", "multipart-streaming-buffer-limit",
+    "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
     "realm", "response-header", "salt", "server-read-timeout", "server-write-timeout", "uid",
     "user", "user-from-header", "vfs-block-norm-dupes", "vfs-cache-max-age",
@@ -63,6 +62,8 @@ Flags:
   -h, --help                  Print this help and exit
       --log-file string       Log everything to this file (default standard error)
       --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
+      --multipart-expiry Duration     Abort incomplete multipart uploads idle for longer than this, 0 to keep forever (default 1d)
+      --multipart-max-uploads int     Maximum number of multipart uploads in progress at once, 0 for unlimited (default 1000)
       --no-cleanup            Not to cleanup empty folder after object is deleted
       --no-modtime            Don't read/write the modification time (can speed things up)
   -q, --quiet                 Print as little stuff as possible
@@ -94,6 +95,8 @@ pub struct Args {
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
     pub workers: Option<usize>,
+    pub multipart_expiry: Duration,
+    pub multipart_max_uploads: usize,
     pub path: Option<String>,
     pub help: bool,
     pub version: bool,
@@ -117,6 +120,8 @@ impl Default for Args {
             log_level: None,
             log_file: None,
             workers: None,
+            multipart_expiry: Duration::from_secs(86_400),
+            multipart_max_uploads: 1000,
             path: None,
             help: false,
             version: false,
@@ -197,6 +202,13 @@ impl Args {
             "--log-level" => self.log_level = Some(typed(p, flag, parse_log_level)?),
             "--log-file" => self.log_file = Some(PathBuf::from(raw_value(p, flag)?)),
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
+            "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
+            "--multipart-max-uploads" => {
+                self.multipart_max_uploads = typed(p, flag, |s| {
+                    s.parse::<usize>()
+                        .map_err(|_| format!("expected a number, got {s:?}"))
+                })?
+            }
             "--help" => self.help = true,
             "--version" => self.version = true,
             _ => return Err(unrecognised(flag)),
@@ -595,6 +607,22 @@ mod tests {
         assert_eq!(args.log_level.as_deref(), Some("DEBUG"));
         assert_eq!(args.log_file, Some(PathBuf::from("/tmp/s3.log")));
         assert!(error(&["--log-level", "loud"]).starts_with("--log-level: "));
+    }
+
+    #[test]
+    fn multipart_flags() {
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            (d.multipart_expiry, d.multipart_max_uploads),
+            (Duration::from_secs(86_400), 1000)
+        );
+        let a = parse(&["--multipart-expiry", "1h", "--multipart-max-uploads=0"]).unwrap();
+        assert_eq!(
+            (a.multipart_expiry, a.multipart_max_uploads),
+            (Duration::from_secs(3600), 0)
+        );
+        assert!(error(&["--multipart-expiry", "soon"]).starts_with("--multipart-expiry: "));
+        assert!(error(&["--multipart-max-uploads", "-1"]).starts_with("--multipart-max-uploads: "));
     }
 
     #[test]

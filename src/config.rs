@@ -30,6 +30,10 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     pub log_file: Option<PathBuf>,
     pub workers: usize,
+    /// Idle multipart uploads are removed after this; `None` keeps them forever.
+    pub multipart_expiry: Option<std::time::Duration>,
+    /// Uploads in progress at once; 0 means unlimited.
+    pub multipart_max_uploads: usize,
     /// Requests waiting for a worker before new ones get 503 SlowDown.
     pub queue: usize,
 }
@@ -77,6 +81,8 @@ impl Config {
             log_level: log_level(a)?,
             log_file: a.log_file.clone(),
             workers,
+            multipart_expiry: (!a.multipart_expiry.is_zero()).then_some(a.multipart_expiry),
+            multipart_max_uploads: a.multipart_max_uploads,
             queue: workers * QUEUE_PER_WORKER,
         })
     }
@@ -98,6 +104,8 @@ impl Config {
             log_level: log::LevelFilter::Warn,
             log_file: None,
             workers: 4,
+            multipart_expiry: Some(std::time::Duration::from_secs(86_400)),
+            multipart_max_uploads: 1000,
             queue: 32,
         }
     }

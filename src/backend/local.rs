@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlags};
 
 use super::key::{is_hidden, HIDDEN_PREFIX};
+use super::uploads::{LocalUploads, Uploads};
 use super::{
     Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
     ObjectWriter, Result,
@@ -39,6 +40,7 @@ pub struct LocalBackend {
     root_fd: OwnedFd,
     perms: Perms,
     xattrs: bool,
+    uploads: LocalUploads,
 }
 
 fn resolve() -> ResolveFlags {
@@ -73,11 +75,13 @@ impl LocalBackend {
                 private.join("meta").display()
             );
         }
+        let uploads = LocalUploads::open(root)?;
         Ok(LocalBackend {
             root: root.to_path_buf(),
             root_fd,
             perms,
             xattrs,
+            uploads,
         })
     }
 
@@ -108,7 +112,7 @@ impl LocalBackend {
                 }
             }
         }
-        removed
+        removed + self.uploads.sweep_temporaries()
     }
 
     fn open_at(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
@@ -281,7 +285,7 @@ fn not_found_or(e: io::Error, bucket: &str) -> BackendError {
     }
 }
 
-fn remove_if_unlocked(path: &Path) -> bool {
+pub(crate) fn remove_if_unlocked(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };
@@ -429,6 +433,10 @@ impl Backend for LocalBackend {
         self.write_meta(&file, bucket, key, &meta.encode(info.size, info.mtime))
     }
 
+    fn uploads(&self) -> Option<&dyn Uploads> {
+        Some(&self.uploads)
+    }
+
     fn copy(
         &self,
         src: (&str, &str),
@@ -498,6 +506,39 @@ fn copy_on_disk(src: &File, dst: &mut File, len: u64) -> io::Result<()> {
             io::ErrorKind::UnexpectedEof,
             "source shrank during copy",
         ));
+    }
+    Ok(())
+}
+
+/// Appends `len` bytes of `src` (from its start) at `dst`'s position, in the kernel where the
+/// filesystem allows (`copy_file_range`, which also shares extents on btrfs and XFS).
+pub(crate) fn append_on_disk(src: &File, dst: &mut File, len: u64) -> io::Result<()> {
+    let mut offset = 0u64;
+    while offset < len {
+        let chunk = (len - offset).min(1 << 30) as usize;
+        match rfs::copy_file_range(src, Some(&mut offset), &*dst, None, chunk) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source shrank during copy",
+                ))
+            }
+            Ok(_) => {}
+            Err(_) if offset == 0 => {
+                let mut reader = src.try_clone()?;
+                reader.seek(SeekFrom::Start(0))?;
+                let n = io::copy(&mut reader.take(len), dst)?;
+                return if n == len {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "source shrank during copy",
+                    ))
+                };
+            }
+            Err(e) => return Err(errno(e)),
+        }
     }
     Ok(())
 }
@@ -608,6 +649,10 @@ impl ObjectWriter for LocalWriter<'_> {
         self.committed = true;
         rfs::fsync(&self.dir).map_err(errno)?;
         Ok(info)
+    }
+
+    fn file(&mut self) -> Option<&mut File> {
+        Some(&mut self.file)
     }
 }
 

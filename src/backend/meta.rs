@@ -21,6 +21,8 @@ pub struct ObjectMeta {
     pub user: Vec<(String, String)>,
     /// Verified checksums: algorithm name (`CRC32`, …) to base64 value.
     pub checksums: Vec<(String, String)>,
+    /// Part sizes of an object assembled from a multipart upload, in order (empty otherwise).
+    pub parts: Vec<u64>,
 }
 
 /// The system headers S3 stores and returns, in the order they are returned.
@@ -61,6 +63,9 @@ impl ObjectMeta {
         for (n, v) in &self.checksums {
             push(&mut out, &format!("c:{n}"), v);
         }
+        if !self.parts.is_empty() {
+            push(&mut out, "parts", &encode_parts(&self.parts));
+        }
         out.into_bytes()
     }
 
@@ -81,6 +86,7 @@ impl ObjectMeta {
                 "mtime" => seen_mtime = value.parse::<u128>().ok(),
                 "etag" => meta.etag = Some(value),
                 "etag-alg" => meta.etag_alg = value,
+                "parts" => meta.parts = decode_parts(&value)?,
                 _ => meta.push_prefixed(name, value),
             }
         }
@@ -101,6 +107,49 @@ impl ObjectMeta {
     pub fn user_size(&self) -> usize {
         self.user.iter().map(|(n, v)| n.len() + v.len()).sum()
     }
+}
+
+/// Part sizes run-length encoded (`size*count,…`): 10,000 equal parts stay one short line.
+fn encode_parts(parts: &[u64]) -> String {
+    let mut runs: Vec<(u64, usize)> = Vec::new();
+    for &p in parts {
+        match runs.last_mut() {
+            Some((size, n)) if *size == p => *n += 1,
+            _ => runs.push((p, 1)),
+        }
+    }
+    runs.iter()
+        .map(|(s, n)| format!("{s}*{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_parts(s: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for run in s.split(',') {
+        let (size, n) = run.split_once('*')?;
+        let n: usize = n.parse().ok()?;
+        if n > 10_000 || out.len() + n > 10_000 {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(size.parse::<u64>().ok()?, n));
+    }
+    Some(out)
+}
+
+/// Writes one `name TAB value` line of the record format (shared with upload manifests).
+pub fn push_line(out: &mut String, name: &str, value: &str) {
+    push(out, name, value)
+}
+
+/// Parses the lines of the record format into (name, value) pairs.
+pub fn parse_lines(text: &str) -> Option<Vec<(String, String)>> {
+    text.lines()
+        .map(|l| {
+            let (n, v) = l.split_once('\t')?;
+            Some((n.to_string(), unescape(v)?))
+        })
+        .collect()
 }
 
 fn mtime_nanos(t: SystemTime) -> u128 {
@@ -154,6 +203,7 @@ mod tests {
             headers: vec![("content-type".into(), "text/plain".into())],
             user: vec![("k".into(), "tab\there\nnew\\line".into())],
             checksums: vec![("CRC32".into(), "AAAAAA==".into())],
+            parts: vec![5, 5, 5, 2],
         }
     }
 
@@ -162,6 +212,14 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789);
         let raw = sample().encode(42, t);
         assert_eq!(ObjectMeta::decode(&raw, 42, t), Some(sample()));
+    }
+
+    #[test]
+    fn parts_are_run_length_encoded() {
+        assert_eq!(encode_parts(&[5, 5, 5, 2]), "5*3,2*1");
+        assert_eq!(decode_parts("5*3,2*1"), Some(vec![5, 5, 5, 2]));
+        assert_eq!(decode_parts("5*99999"), None);
+        assert_eq!(decode_parts("x"), None);
     }
 
     #[test]

@@ -7,17 +7,20 @@ pub mod key;
 pub mod local;
 pub mod memory;
 pub mod meta;
+pub mod uploads;
 
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
 
 pub use meta::ObjectMeta;
+pub use uploads::{PartInfo, PartWriter, UploadInfo, Uploads};
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     NotFound,
     NoSuchBucket,
+    NoSuchUpload,
     BucketExists,
     BucketNotEmpty,
     /// A key collides with a directory, or a file sits where a directory is needed.
@@ -94,6 +97,11 @@ pub struct DirEntry {
 pub trait ObjectWriter: Write + Send {
     /// Makes the object visible atomically with `meta` and, if given, `mtime`.
     fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo>;
+
+    /// The file being written, where there is one, so data can be appended in the kernel.
+    fn file(&mut self) -> Option<&mut std::fs::File> {
+        None
+    }
 }
 
 /// A seekable object body.
@@ -126,6 +134,11 @@ pub trait Backend: Send + Sync {
     /// Rewrites stored metadata of an unchanged object (e.g. a freshly computed ETag).
     fn set_meta(&self, bucket: &str, key: &str, info: &ObjectInfo, meta: &ObjectMeta)
         -> Result<()>;
+
+    /// Multipart upload storage, where the backend has it.
+    fn uploads(&self) -> Option<&dyn Uploads> {
+        None
+    }
 
     /// Starts a write of `dst` that already holds the bytes of `src`, copied without passing
     /// through this process where the storage can. Returns the source's info too.

@@ -26,10 +26,15 @@ pub fn list_buckets(ctx: &Ctx, _rq: &mut Request) -> OpResult {
 
 /// The `<Owner>` element; the ID is the access key (or "anonymous").
 pub fn owner(w: &mut XmlWriter, id: &str) {
-    w.open("Owner");
+    owner_as(w, "Owner", id);
+}
+
+/// An owner-shaped element (`Owner`, `Initiator`).
+pub fn owner_as(w: &mut XmlWriter, element: &str, id: &str) {
+    w.open(element);
     w.elem("ID", id);
     w.elem("DisplayName", id);
-    w.close("Owner");
+    w.close(element);
 }
 
 /// S3's naming rules for new buckets.

@@ -9,6 +9,7 @@ pub mod delete;
 pub mod error;
 pub mod headers;
 pub mod list;
+pub mod multipart;
 pub mod object;
 pub mod put;
 pub mod xml;
@@ -71,6 +72,8 @@ pub struct OpsOptions {
     pub no_modtime: bool,
     /// The owner shown in listings (the access key, or "anonymous").
     pub owner: String,
+    /// `--multipart-max-uploads` (0: unlimited).
+    pub max_uploads: usize,
 }
 
 /// What every op can reach: storage, settings and the request time.

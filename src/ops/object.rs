@@ -33,7 +33,7 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     let not_found = |e| S3Error::from(e).with_resource(rq.resource());
     let mut reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
     let info = &reader.info;
-    check_part_number(rq, info)?;
+    let part = part_range(rq, info)?;
     match headers::evaluate(rq.headers, &GET_CONDS, info) {
         Precondition::Failed => {
             return Err(S3Error::new(
@@ -45,8 +45,12 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
         Precondition::NotModified => return Ok(validators(Response::empty(304), info)),
         Precondition::Proceed => {}
     }
-    let range =
-        headers::range(rq.headers, info.size).map_err(|e| e.with_resource(rq.resource()))?;
+    let range = match part {
+        Some(p) => Some(p),
+        None => {
+            headers::range(rq.headers, info.size).map_err(|e| e.with_resource(rq.resource()))?
+        }
+    };
     let (status, start, len) = match range {
         Some((start, len)) => (206, start, len),
         None => (200, 0, info.size),
@@ -70,34 +74,45 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     Ok(resp.with_body(Body::Stream(Box::new(reader.body.take(len)), len)))
 }
 
-/// Objects stored by a single PUT have one part: part 1 is the whole object.
-fn check_part_number(rq: &Request, info: &ObjectInfo) -> Result<(), S3Error> {
+/// The byte range of `?partNumber=N`: a part of a multipart object, or, for an object stored
+/// by a single PUT, part 1 as the whole object.
+fn part_range(rq: &Request, info: &ObjectInfo) -> Result<Option<(u64, u64)>, S3Error> {
     let Some(p) = rq.query.get("partNumber") else {
-        return Ok(());
+        return Ok(None);
     };
-    let n: u32 = p.parse().map_err(|_| {
+    let bad = || {
         S3Error::new(
             Code::InvalidArgument,
             "Part number must be an integer between 1 and 10000, inclusive",
         )
-    })?;
+        .with("ArgumentName", "partNumber")
+    };
+    let n: usize = p.parse().map_err(|_| bad())?;
     if !(1..=10000).contains(&n) {
-        return Err(S3Error::new(
-            Code::InvalidArgument,
-            "Part number must be an integer between 1 and 10000, inclusive",
-        ));
+        return Err(bad());
     }
-    let multipart = info
+    let parts = info
         .meta
         .as_ref()
-        .is_some_and(|m| m.etag_alg == "MULTIPART");
-    if n != 1 || multipart {
+        .map(|m| m.parts.clone())
+        .unwrap_or_default();
+    if parts.is_empty() {
+        return match n {
+            1 => Ok(None),
+            _ => Err(S3Error::new(
+                Code::InvalidPartNumber,
+                "The requested partnumber is not satisfiable",
+            )),
+        };
+    }
+    if n > parts.len() {
         return Err(S3Error::new(
-            Code::InvalidRange,
+            Code::InvalidPartNumber,
             "The requested partnumber is not satisfiable",
         ));
     }
-    Ok(())
+    let start: u64 = parts[..n - 1].iter().sum();
+    Ok(Some((start, parts[n - 1])))
 }
 
 fn validators(mut resp: Response, info: &ObjectInfo) -> Response {
@@ -128,7 +143,7 @@ fn object_headers(resp: Response, key: &str, info: &ObjectInfo, rq: &Request) ->
         resp = resp.header(&format!("x-amz-meta-{n}"), v.as_str());
     }
     if rq.query.has("partNumber") {
-        resp = resp.header("x-amz-mp-parts-count", "1");
+        resp = resp.header("x-amz-mp-parts-count", meta.parts.len().max(1).to_string());
     }
     resp
 }

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::io::{ErrorKind as IoKind, Read, Write};
 
-use crate::backend::{ObjectMeta, ObjectWriter};
+use crate::backend::ObjectMeta;
 use crate::ops::headers::{self, quote};
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::vfs::{Digests, Hashes, WriteCheck};
@@ -102,17 +102,19 @@ fn check_length(declared: Option<u64>, got: u64) -> Result<(), S3Error> {
     }
 }
 
-/// Streams a request body into `writer` and verifies it; the caller commits.
+/// Streams a request body into `writer` and verifies it; the caller commits. MD5 is always
+/// computed when `want_md5` (part ETags are MD5 whatever `--etag-hash` says).
 pub fn receive(
     ctx: &Ctx,
     rq: &mut Request,
-    writer: &mut dyn ObjectWriter,
+    writer: &mut dyn Write,
     limit: u64,
+    want_md5: bool,
 ) -> Result<Digests, S3Error> {
     let md5 = headers::content_md5(rq.headers)?;
     let hashes = Hashes::for_etag(
         ctx.vfs.etag_alg(),
-        md5.is_some(),
+        md5.is_some() || want_md5,
         rq.expected_sha256.is_some(),
     );
     let digests = stream_body(rq.body, writer, hashes, limit)?;
@@ -144,7 +146,7 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .vfs
         .create(&bucket, &key)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    let digests = receive(ctx, rq, writer.as_mut(), MAX_PUT_SIZE)?;
+    let digests = receive(ctx, rq, writer.as_mut(), MAX_PUT_SIZE, false)?;
     set_etag(&mut meta, &digests, ctx);
     let check = condition.as_ref().map(|c| c as &dyn WriteCheck<S3Error>);
     let info = ctx

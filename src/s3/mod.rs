@@ -231,7 +231,7 @@ fn content_length(rq: &tiny_http::Request, h: &Headers) -> Result<Option<u64>, S
 
 /// The only `match` over operations.
 fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
-    use ops::{bucket, copy, delete, list, object, put};
+    use ops::{bucket, copy, delete, list, multipart, object, put};
     match endpoint {
         Endpoint::ListBuckets => bucket::list_buckets(ctx, rq),
         Endpoint::CreateBucket => bucket::create_bucket(ctx, rq),
@@ -247,6 +247,13 @@ fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
         Endpoint::GetObject => object::get_object(ctx, rq),
         Endpoint::HeadObject => object::head_object(ctx, rq),
         Endpoint::DeleteObject => object::delete_object(ctx, rq),
+        Endpoint::CreateMultipartUpload => multipart::create_multipart_upload(ctx, rq),
+        Endpoint::UploadPart => multipart::upload_part(ctx, rq),
+        Endpoint::UploadPartCopy => multipart::upload_part_copy(ctx, rq),
+        Endpoint::CompleteMultipartUpload => multipart::complete_multipart_upload(ctx, rq),
+        Endpoint::AbortMultipartUpload => multipart::abort_multipart_upload(ctx, rq),
+        Endpoint::ListParts => multipart::list_parts(ctx, rq),
+        Endpoint::ListMultipartUploads => multipart::list_multipart_uploads(ctx, rq),
     }
 }
 

@@ -20,6 +20,13 @@ pub enum Endpoint {
     GetObject,
     HeadObject,
     DeleteObject,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
+    ListMultipartUploads,
 }
 
 /// Query parameters that never change which operation a request is: signatures (SigV4, and
@@ -51,6 +58,22 @@ const LIST_PARAMS: [&str; 9] = [
     "continuation-token",
     "start-after",
     "fetch-owner",
+];
+
+const LIST_UPLOADS_PARAMS: [&str; 7] = [
+    "uploads",
+    "delimiter",
+    "prefix",
+    "key-marker",
+    "upload-id-marker",
+    "max-uploads",
+    "encoding-type",
+];
+const LIST_PARTS_PARAMS: [&str; 4] = [
+    "uploadId",
+    "max-parts",
+    "part-number-marker",
+    "encoding-type",
 ];
 
 fn not_implemented(what: &str) -> S3Error {
@@ -103,6 +126,13 @@ impl Endpoint {
 }
 
 fn bucket_endpoint(method: &str, q: &Query) -> Result<Endpoint, S3Error> {
+    if q.has("uploads") {
+        return match (method, subresource(q, &LIST_UPLOADS_PARAMS)) {
+            ("GET", None) => Ok(Endpoint::ListMultipartUploads),
+            ("GET", Some(s)) => Err(not_implemented(&format!("The ?{s} subresource"))),
+            _ => Err(method_not_allowed(method)),
+        };
+    }
     let sub = subresource(q, &LIST_PARAMS);
     match (method, sub) {
         ("GET", None) if q.get("list-type") == Some("2") => Ok(Endpoint::ListObjectsV2),
@@ -125,8 +155,8 @@ fn bucket_endpoint(method: &str, q: &Query) -> Result<Endpoint, S3Error> {
 }
 
 fn object_endpoint(method: &str, q: &Query, h: &Headers) -> Result<Endpoint, S3Error> {
-    if q.has("uploadId") || q.has("uploads") {
-        return Err(not_implemented("Multipart upload"));
+    if q.has("uploads") || q.has("uploadId") {
+        return multipart_endpoint(method, q, h);
     }
     let sub = match method {
         "GET" | "HEAD" => subresource(q, &OBJECT_READ_PARAMS),
@@ -146,6 +176,31 @@ fn object_endpoint(method: &str, q: &Query, h: &Headers) -> Result<Endpoint, S3E
         "PUT" if h.has("x-amz-copy-source") => Ok(Endpoint::CopyObject),
         "PUT" => Ok(Endpoint::PutObject),
         "DELETE" => Ok(Endpoint::DeleteObject),
+        _ => Err(method_not_allowed(method)),
+    }
+}
+
+fn multipart_endpoint(method: &str, q: &Query, h: &Headers) -> Result<Endpoint, S3Error> {
+    let allowed: &[&str] = match method {
+        "POST" if q.has("uploads") => &["uploads"],
+        "PUT" => &["uploadId", "partNumber"],
+        "GET" => &LIST_PARTS_PARAMS,
+        _ => &["uploadId"],
+    };
+    if let Some(s) = subresource(q, allowed) {
+        return Err(not_implemented(&format!("The ?{s} subresource")));
+    }
+    match method {
+        "POST" if q.has("uploads") => Ok(Endpoint::CreateMultipartUpload),
+        "PUT" if !q.has("partNumber") => Err(S3Error::new(
+            Code::InvalidArgument,
+            "UploadPart needs partNumber and uploadId.",
+        )),
+        "PUT" if h.has("x-amz-copy-source") => Ok(Endpoint::UploadPartCopy),
+        "PUT" => Ok(Endpoint::UploadPart),
+        "POST" => Ok(Endpoint::CompleteMultipartUpload),
+        "DELETE" => Ok(Endpoint::AbortMultipartUpload),
+        "GET" => Ok(Endpoint::ListParts),
         _ => Err(method_not_allowed(method)),
     }
 }
@@ -213,10 +268,26 @@ mod tests {
             ("PUT /b?lifecycle", Err(Code::NotImplemented)),
             ("GET /b?versions", Err(Code::NotImplemented)),
             ("GET /b/k?versionId=abc", Err(Code::NotImplemented)),
+            ("PUT /b/k?partNumber=1&uploadId=x", Ok(UploadPart)),
+            ("PUT /b/k?partNumber=1&uploadId=x COPY", Ok(UploadPartCopy)),
+            ("POST /b/k?uploads", Ok(CreateMultipartUpload)),
+            ("POST /b/k?uploadId=x", Ok(CompleteMultipartUpload)),
+            ("DELETE /b/k?uploadId=x", Ok(AbortMultipartUpload)),
             (
-                "PUT /b/k?partNumber=1&uploadId=x",
+                "GET /b/k?uploadId=x&max-parts=2&part-number-marker=1",
+                Ok(ListParts),
+            ),
+            (
+                "GET /b?uploads&prefix=a&max-uploads=3",
+                Ok(ListMultipartUploads),
+            ),
+            ("HEAD /b/k?uploadId=x", Err(Code::MethodNotAllowed)),
+            ("PUT /b/k?uploadId=x", Err(Code::InvalidArgument)),
+            (
+                "PUT /b/k?uploadId=x&partNumber=1&tagging",
                 Err(Code::NotImplemented),
             ),
+            ("PUT /b?uploads", Err(Code::MethodNotAllowed)),
             ("GET /?acl", Err(Code::NotImplemented)),
             ("PUT /", Err(Code::MethodNotAllowed)),
             ("POST /b/k", Err(Code::MethodNotAllowed)),

@@ -29,6 +29,42 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     pumps: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    expire: (Sender<()>, JoinHandle<()>),
+}
+
+/// How long a completed upload is remembered, so a retried Complete gets the same answer.
+const DONE_UPLOAD_MEMORY: Duration = Duration::from_secs(3600);
+/// Longest wait between two sweeps for expired uploads.
+const EXPIRE_TICK: Duration = Duration::from_secs(600);
+
+/// The `s3serve:expire` thread: removes idle multipart uploads (`--multipart-expiry`) and
+/// forgets completed ones, at start-up and then on every tick, until told to stop.
+fn spawn_expire(app: Arc<App>, expiry: Option<Duration>) -> (Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = bounded::<()>(1);
+    let tick = expiry.map_or(EXPIRE_TICK, |e| {
+        (e / 4).clamp(Duration::from_secs(1), EXPIRE_TICK)
+    });
+    let handle = std::thread::Builder::new()
+        .name("s3serve:expire".into())
+        .spawn(move || loop {
+            if let Ok(uploads) = app.vfs.uploads() {
+                let now = std::time::SystemTime::now();
+                let pending = expiry.map(|e| now - e);
+                let removed = uploads.expire(
+                    pending,
+                    now - expiry.unwrap_or(DONE_UPLOAD_MEMORY).min(DONE_UPLOAD_MEMORY),
+                );
+                if removed > 0 {
+                    log::info!("expired {removed} multipart uploads");
+                }
+            }
+            match rx.recv_timeout(tick) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        })
+        .expect("spawning a thread at start-up");
+    (tx, handle)
 }
 
 /// Builds storage, VFS and auth from the config.
@@ -60,6 +96,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         read_only: config.read_only,
         no_modtime: config.no_modtime,
         owner: "anonymous".into(),
+        max_uploads: config.multipart_max_uploads,
     };
     Ok(App {
         vfs,
@@ -94,11 +131,13 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let workers = (0..config.workers)
         .map(|i| spawn_worker(i, rx.clone(), app.clone()))
         .collect();
+    let expire = spawn_expire(app, config.multipart_expiry);
     Ok(Running {
         addrs,
         stop,
         pumps,
         workers,
+        expire,
     })
 }
 
@@ -167,5 +206,7 @@ impl Running {
         for w in self.workers {
             let _ = w.join();
         }
+        let _ = self.expire.0.send(());
+        let _ = self.expire.1.join();
     }
 }

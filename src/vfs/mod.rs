@@ -72,8 +72,25 @@ impl Vfs {
         self.backend.create_bucket(bucket)
     }
 
+    /// Deletes an empty bucket; uploads still pending in it go with it, as on S3.
     pub fn delete_bucket(&self, bucket: &str) -> Result<()> {
-        self.backend.delete_bucket(bucket)
+        self.backend.delete_bucket(bucket)?;
+        if let Some(uploads) = self.backend.uploads() {
+            for u in uploads.list(bucket).unwrap_or_default() {
+                let _ = uploads.abort(&u.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Multipart upload storage; NotImplemented where the backend has none.
+    pub fn uploads(&self) -> Result<&dyn crate::backend::Uploads> {
+        self.backend.uploads().ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Unsupported,
+                "Multipart uploads are not supported by this storage backend.",
+            )
+        })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> Result<bool> {

@@ -8,5 +8,6 @@ mod auth;
 mod binary;
 mod buckets;
 mod list;
+mod multipart;
 mod objects;
 mod safety;

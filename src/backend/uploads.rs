@@ -1,0 +1,435 @@
+//! Multipart upload storage. In the local backend an upload is a directory
+//! `.s3serve/uploads/<id>/` holding a manifest (bucket, key, start time, the object's future
+//! metadata) and one file per part named `part-<number>-<md5>`, so a part's bytes and its ETag
+//! appear together in one rename. Nothing is kept in memory: uploads survive restarts and any
+//! instance sharing the filesystem can continue them. Completion appends the parts to the
+//! object's temporary file with `copy_file_range`, then marks the upload done (keeping its
+//! result, so a retried Complete gets the same answer) and drops the parts.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{self as rfs, FlockOperation};
+
+use super::local::TEMP_PREFIX;
+use super::meta::{parse_lines, push_line};
+use super::{BackendError, ErrorKind, ObjectMeta, ObjectWriter, Result};
+
+/// An upload as recorded in its manifest.
+#[derive(Debug, Clone)]
+pub struct UploadInfo {
+    pub id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated: SystemTime,
+    pub meta: ObjectMeta,
+    /// Set once completed: the ETag of the object it produced.
+    pub done_etag: Option<String>,
+}
+
+/// One stored part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartInfo {
+    pub number: u32,
+    /// Lower-case hex MD5 of the part.
+    pub etag: String,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+/// A part being written; dropping it without `commit` discards it.
+pub trait PartWriter: Write + Send {
+    fn commit(self: Box<Self>, md5_hex: &str) -> Result<()>;
+}
+
+/// Where multipart uploads live while they are in progress.
+pub trait Uploads: Send + Sync {
+    fn create(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String>;
+    /// The upload's manifest; NoSuchUpload when unknown.
+    fn info(&self, id: &str) -> Result<UploadInfo>;
+    /// Uploads in progress (not completed) for `bucket`.
+    fn list(&self, bucket: &str) -> Result<Vec<UploadInfo>>;
+    fn part_writer(&self, id: &str, number: u32) -> Result<Box<dyn PartWriter + '_>>;
+    /// Stored parts, by part number.
+    fn parts(&self, id: &str) -> Result<Vec<PartInfo>>;
+    /// Appends the given parts, in order, to `dst`.
+    fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()>;
+    /// Records the result of a completed upload and frees its parts.
+    fn mark_done(&self, id: &str, etag: &str) -> Result<()>;
+    fn abort(&self, id: &str) -> Result<()>;
+    /// Removes pending uploads last touched before `pending`, and completed ones (kept to
+    /// answer retried Completes) finished before `done`; returns how many.
+    fn expire(&self, pending: Option<SystemTime>, done: SystemTime) -> usize;
+    /// Uploads in progress in every bucket.
+    fn count(&self) -> usize;
+}
+
+pub struct LocalUploads {
+    dir: PathBuf,
+}
+
+fn no_upload() -> BackendError {
+    BackendError::new(
+        ErrorKind::NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    )
+}
+
+/// Upload ids are ours: 32 upper-case hex digits, which also keeps them safe as file names.
+fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+}
+
+fn part_name(number: u32, md5: &str) -> String {
+    format!("part-{number:05}-{md5}")
+}
+
+fn parse_part_name(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix("part-")?;
+    let (n, md5) = rest.split_once('-')?;
+    Some((n.parse().ok()?, md5))
+}
+
+impl LocalUploads {
+    pub fn open(root: &Path) -> Result<LocalUploads> {
+        let dir = root.join(super::key::HIDDEN_PREFIX).join("uploads");
+        fs::create_dir_all(&dir)?;
+        Ok(LocalUploads { dir })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf> {
+        if !valid_id(id) {
+            return Err(no_upload());
+        }
+        let p = self.dir.join(id);
+        if !p.is_dir() {
+            return Err(no_upload());
+        }
+        Ok(p)
+    }
+
+    fn pending(&self, id: &str) -> Result<PathBuf> {
+        let p = self.path(id)?;
+        if p.join("done").exists() {
+            return Err(no_upload());
+        }
+        Ok(p)
+    }
+
+    fn read_info(&self, id: &str, p: &Path) -> Result<UploadInfo> {
+        let text = fs::read_to_string(p.join("manifest")).map_err(|_| no_upload())?;
+        let mut info = UploadInfo {
+            id: id.to_string(),
+            bucket: String::new(),
+            key: String::new(),
+            initiated: UNIX_EPOCH,
+            meta: ObjectMeta::default(),
+            done_etag: fs::read_to_string(p.join("done")).ok(),
+        };
+        let lines = parse_lines(&text).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Io,
+                format!("damaged manifest in {}", p.display()),
+            )
+        })?;
+        for (n, v) in lines {
+            match n.as_str() {
+                "bucket" => info.bucket = v,
+                "key" => info.key = v,
+                "initiated" => {
+                    info.initiated = UNIX_EPOCH + Duration::from_nanos(v.parse().unwrap_or(0))
+                }
+                "meta" => {
+                    info.meta = ObjectMeta::decode(v.as_bytes(), 0, UNIX_EPOCH).unwrap_or_default()
+                }
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    /// Removes temporaries of part writes that died with their process.
+    pub fn sweep_temporaries(&self) -> usize {
+        let mut removed = 0;
+        for upload in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            for entry in fs::read_dir(upload.path()).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && super::local::remove_if_unlocked(&entry.path())
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+fn new_id() -> String {
+    format!(
+        "{}{}",
+        crate::util::unique_token(),
+        crate::util::unique_token()
+    )
+}
+
+impl Uploads for LocalUploads {
+    fn create(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String> {
+        let id = new_id();
+        let tmp = self.dir.join(format!("{TEMP_PREFIX}{id}"));
+        fs::create_dir(&tmp)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mut text = String::new();
+        push_line(&mut text, "bucket", bucket);
+        push_line(&mut text, "key", key);
+        push_line(&mut text, "initiated", &now.to_string());
+        push_line(
+            &mut text,
+            "meta",
+            &String::from_utf8_lossy(&meta.encode(0, UNIX_EPOCH)),
+        );
+        let mut f = File::create(tmp.join("manifest"))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.dir.join(&id))?;
+        Ok(id)
+    }
+
+    fn info(&self, id: &str) -> Result<UploadInfo> {
+        let p = self.path(id)?;
+        self.read_info(id, &p)
+    }
+
+    fn list(&self, bucket: &str) -> Result<Vec<UploadInfo>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !valid_id(&id) {
+                continue;
+            }
+            match self.read_info(&id, &entry.path()) {
+                Ok(info) if info.bucket == bucket && info.done_etag.is_none() => out.push(info),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn part_writer(&self, id: &str, number: u32) -> Result<Box<dyn PartWriter + '_>> {
+        let dir = self.pending(id)?;
+        let temp = dir.join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(io::Error::from)?;
+        Ok(Box::new(LocalPartWriter {
+            dir,
+            temp,
+            file,
+            number,
+            committed: false,
+        }))
+    }
+
+    fn parts(&self, id: &str) -> Result<Vec<PartInfo>> {
+        let dir = self.pending(id)?;
+        let mut parts = Vec::new();
+        for entry in fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((number, md5)) = parse_part_name(&name) else {
+                continue;
+            };
+            let Ok(md) = entry.metadata() else { continue };
+            let mtime = md.modified().unwrap_or(UNIX_EPOCH);
+            parts.push(PartInfo {
+                number,
+                etag: md5.to_string(),
+                size: md.len(),
+                mtime,
+            });
+        }
+        parts.sort_by_key(|p| (p.number, std::cmp::Reverse(p.mtime)));
+        parts.dedup_by_key(|p| p.number); // a racing re-upload: the newest wins
+        Ok(parts)
+    }
+
+    fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()> {
+        let dir = self.pending(id)?;
+        for part in parts {
+            let mut src =
+                File::open(dir.join(part_name(part.number, &part.etag))).map_err(|_| {
+                    BackendError::new(
+                        ErrorKind::Io,
+                        format!("part {} vanished during completion", part.number),
+                    )
+                })?;
+            match dst.file() {
+                Some(file) => super::local::append_on_disk(&src, file, part.size)?,
+                None => {
+                    let n = io::copy(&mut (&mut src).take(part.size), dst)?;
+                    if n != part.size {
+                        return Err(BackendError::new(
+                            ErrorKind::Io,
+                            "a part shrank during completion",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_done(&self, id: &str, etag: &str) -> Result<()> {
+        let dir = self.path(id)?;
+        let tmp = dir.join(format!("{TEMP_PREFIX}done"));
+        fs::write(&tmp, etag)?;
+        fs::rename(&tmp, dir.join("done"))?;
+        for entry in fs::read_dir(&dir)?.flatten() {
+            if parse_part_name(&entry.file_name().to_string_lossy()).is_some() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn abort(&self, id: &str) -> Result<()> {
+        let dir = self.pending(id)?;
+        remove_upload_dir(&dir)
+    }
+
+    fn expire(&self, pending: Option<SystemTime>, done: SystemTime) -> usize {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let cutoff = if path.join("done").exists() {
+                Some(done)
+            } else {
+                pending
+            };
+            let Some(cutoff) = cutoff else { continue };
+            if last_touched(&path) < cutoff && remove_upload_dir(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    fn count(&self) -> usize {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                valid_id(&e.file_name().to_string_lossy()) && !e.path().join("done").exists()
+            })
+            .count()
+    }
+}
+
+/// The newest mtime among an upload's files: a part written recently keeps it alive.
+fn last_touched(dir: &Path) -> SystemTime {
+    let own = fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .unwrap_or(UNIX_EPOCH);
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .fold(own, SystemTime::max)
+}
+
+/// Removes an upload: first renamed out of the way, so a half-removed upload is never seen.
+fn remove_upload_dir(dir: &Path) -> Result<()> {
+    let gone = dir.with_file_name(format!("{TEMP_PREFIX}gone-{}", crate::util::unique_token()));
+    fs::rename(dir, &gone).map_err(|_| no_upload())?;
+    fs::remove_dir_all(&gone)?;
+    Ok(())
+}
+
+struct LocalPartWriter {
+    dir: PathBuf,
+    temp: PathBuf,
+    file: File,
+    number: u32,
+    committed: bool,
+}
+
+impl Write for LocalPartWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PartWriter for LocalPartWriter {
+    fn commit(mut self: Box<Self>, md5_hex: &str) -> Result<()> {
+        self.file.sync_data()?;
+        let name = part_name(self.number, md5_hex);
+        fs::rename(&self.temp, self.dir.join(&name)).map_err(|_| no_upload())?;
+        self.committed = true;
+        // A re-uploaded part number replaces the earlier bytes.
+        let prefix = format!("part-{:05}-", self.number);
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) && n != name {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalPartWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_removes_idle_and_forgets_done_uploads() {
+        let root = std::env::temp_dir().join(format!("s3serve-up-{}", new_id()));
+        let store = LocalUploads::open(&root).unwrap();
+        let idle = store.create("b", "k1", &ObjectMeta::default()).unwrap();
+        let done = store.create("b", "k2", &ObjectMeta::default()).unwrap();
+        store.mark_done(&done, "e-1").unwrap();
+        assert_eq!(store.count(), 1);
+        let past = SystemTime::now() - Duration::from_secs(3600);
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        assert_eq!(store.expire(Some(past), past), 0);
+        assert_eq!(store.expire(None, future), 1);
+        assert!(store.info(&idle).is_ok() && store.info(&done).is_err());
+        assert_eq!(store.expire(Some(future), past), 1);
+        assert!(store.info(&idle).is_err());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn part_names_round_trip() {
+        let n = part_name(7, "abc");
+        assert_eq!(n, "part-00007-abc");
+        assert_eq!(parse_part_name(&n), Some((7, "abc")));
+        assert_eq!(parse_part_name("manifest"), None);
+        assert!(valid_id(&new_id()));
+        assert!(!valid_id("../../etc"));
+    }
+}

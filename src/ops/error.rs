@@ -102,6 +102,16 @@ impl S3Error {
 
     /// The one place an error becomes bytes.
     pub fn to_xml(&self, request_id: &str) -> Vec<u8> {
+        self.writer(request_id).finish()
+    }
+
+    /// The error document without the XML declaration (for a `200` whose declaration and
+    /// keep-alive whitespace are already sent).
+    pub fn to_xml_body(&self, request_id: &str) -> Vec<u8> {
+        self.writer(request_id).finish_body()
+    }
+
+    fn writer(&self, request_id: &str) -> XmlWriter {
         let mut w = XmlWriter::new();
         w.open("Error");
         w.elem("Code", self.code.as_str());
@@ -114,7 +124,7 @@ impl S3Error {
         }
         w.elem("RequestId", request_id);
         w.close("Error");
-        w.finish()
+        w
     }
 }
 

@@ -22,12 +22,17 @@ pub use headers::{Headers, Query};
 
 use crate::backend::key;
 use crate::vfs::Vfs;
+use std::sync::Arc;
 
 /// A response body: nothing, a small buffer, or a stream of known length.
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     Stream(Box<dyn Read + Send>, u64),
+    /// A `200` whose XML document (without its declaration) is still being produced: the
+    /// front sends the declaration, keeps the connection alive with whitespace until the
+    /// document or an error arrives, then sends that (S3's long-running-request convention).
+    Pending(crossbeam_channel::Receiver<Result<Vec<u8>, S3Error>>),
 }
 
 pub struct Response {
@@ -78,7 +83,7 @@ pub struct OpsOptions {
 
 /// What every op can reach: storage, settings and the request time.
 pub struct Ctx<'a> {
-    pub vfs: &'a Vfs,
+    pub vfs: &'a Arc<Vfs>,
     pub opts: &'a OpsOptions,
     pub now: SystemTime,
 }

@@ -13,7 +13,7 @@ use crate::ops::copy::parse_copy_source;
 use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
 use crate::ops::put::{self, receive, MAX_PUT_SIZE};
 use crate::ops::xml::{self, XmlWriter};
-use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::WriteCheck;
 
@@ -250,7 +250,7 @@ pub fn multipart_etag(parts: &[PartInfo]) -> String {
     format!("{}-{}", util::hex(&h.finalize()), parts.len())
 }
 
-fn complete_result(rq: &Request, etag: &str) -> Response {
+fn complete_doc(rq: &Request, etag: &str) -> XmlWriter {
     let mut w = XmlWriter::new();
     w.root("CompleteMultipartUploadResult");
     w.elem("Location", &format!("/{}/{}", rq.bucket, rq.key));
@@ -258,7 +258,7 @@ fn complete_result(rq: &Request, etag: &str) -> Response {
     w.elem("Key", &rq.key);
     w.elem("ETag", &quote(etag));
     w.close("CompleteMultipartUploadResult");
-    Response::xml(200, w.finish())
+    w
 }
 
 pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
@@ -271,8 +271,7 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
         return retried_complete(ctx, rq, etag);
     }
     let condition = headers::write_condition(rq.headers)?;
-    let store = uploads(ctx)?;
-    let parts = check_parts(&wanted, &store.parts(&info.id)?)?;
+    let parts = check_parts(&wanted, &uploads(ctx)?.parts(&info.id)?)?;
     let etag = multipart_etag(&parts);
     let mut meta = info.meta.clone();
     meta.etag = Some(etag.clone());
@@ -283,17 +282,75 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     } else {
         headers::mtime_from_meta(&meta)
     };
-    let mut writer = ctx
-        .vfs
-        .create(&rq.bucket, &rq.key)
-        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    store.assemble(&info.id, &parts, writer.as_mut())?;
-    let check = condition.as_ref().map(|c| c as &dyn WriteCheck<S3Error>);
-    ctx.vfs
-        .commit(&rq.bucket, &rq.key, writer, &meta, mtime, check)
-        .map_err(|e: S3Error| e.with_resource(rq.resource()))?;
-    store.mark_done(&info.id, &etag)?;
-    Ok(complete_result(rq, &etag))
+    let job = Assembly {
+        id: info.id,
+        bucket: rq.bucket.clone(),
+        key: rq.key.clone(),
+        parts,
+        meta,
+        mtime,
+        condition,
+    };
+    let total: u64 = job.parts.iter().map(|p| p.size).sum();
+    if total < KEEPALIVE_ABOVE {
+        job.run(ctx.vfs)?;
+        return Ok(Response::xml(200, complete_doc(rq, &etag).finish()));
+    }
+    // A long join: answer 200 now and keep the connection alive until the result is known.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let vfs = ctx.vfs.clone();
+    let doc = complete_doc(rq, &etag).finish_body();
+    std::thread::Builder::new()
+        .name("s3serve:complete".into())
+        .spawn(move || {
+            let _ = tx.send(job.run(&vfs).map(|_| doc));
+        })
+        .map_err(|e| S3Error::new(Code::InternalError, format!("starting the assembly: {e}")))?;
+    Ok(Response::empty(200)
+        .header("Content-Type", "application/xml")
+        .with_body(Body::Pending(rx)))
+}
+
+/// Uploads at least this large are completed behind keep-alive whitespace (S3's convention
+/// for long requests), so client read timeouts do not fire while the parts are joined.
+pub const KEEPALIVE_ABOVE: u64 = 64 * 1024 * 1024;
+
+/// Everything needed to join an upload's parts into its object, owned so it can run on
+/// another thread.
+struct Assembly {
+    id: String,
+    bucket: String,
+    key: String,
+    parts: Vec<PartInfo>,
+    meta: crate::backend::ObjectMeta,
+    mtime: Option<std::time::SystemTime>,
+    condition: Option<headers::WriteCondition>,
+}
+
+impl Assembly {
+    fn run(self, vfs: &crate::vfs::Vfs) -> Result<(), S3Error> {
+        let resource = format!("/{}/{}", self.bucket, self.key);
+        let store = vfs.uploads()?;
+        let mut writer = vfs
+            .create(&self.bucket, &self.key)
+            .map_err(|e| S3Error::from(e).with_resource(resource.clone()))?;
+        store.assemble(&self.id, &self.parts, writer.as_mut())?;
+        let check = self
+            .condition
+            .as_ref()
+            .map(|c| c as &dyn WriteCheck<S3Error>);
+        vfs.commit(
+            &self.bucket,
+            &self.key,
+            writer,
+            &self.meta,
+            self.mtime,
+            check,
+        )
+        .map_err(|e: S3Error| e.with_resource(resource))?;
+        store.mark_done(&self.id, self.meta.etag.as_deref().unwrap_or_default())?;
+        Ok(())
+    }
 }
 
 /// A Complete for an upload that already completed: the same answer while the object it made
@@ -301,7 +358,7 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
 fn retried_complete(ctx: &Ctx, rq: &Request, etag: &str) -> OpResult {
     let current = ctx.vfs.stat(&rq.bucket, &rq.key).ok();
     if current.and_then(|i| i.meta).and_then(|m| m.etag).as_deref() == Some(etag) {
-        return Ok(complete_result(rq, etag));
+        return Ok(Response::xml(200, complete_doc(rq, etag).finish()));
     }
     Err(
         S3Error::new(Code::NoSuchUpload, "The specified upload does not exist.")

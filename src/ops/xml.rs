@@ -15,6 +15,9 @@ pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// Largest request XML we parse: DeleteObjects with 1000 keys of 1024 bytes fits easily.
 pub const MAX_XML_BODY: u64 = 2 * 1024 * 1024;
 
+/// The declaration every document starts with.
+pub const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+
 pub struct XmlWriter {
     w: Writer<Vec<u8>>,
 }
@@ -59,6 +62,12 @@ impl XmlWriter {
 
     pub fn finish(self) -> Vec<u8> {
         self.w.into_inner()
+    }
+
+    /// The document without its XML declaration, to follow one already sent.
+    pub fn finish_body(self) -> Vec<u8> {
+        let doc = self.finish();
+        doc[XML_DECL.len()..].to_vec()
     }
 }
 

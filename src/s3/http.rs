@@ -3,11 +3,15 @@
 //! Content-Length, even for HEAD), header values are kept ASCII, and a client that hangs up
 //! mid-body is normal, not an error.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use tiny_http::{Header, StatusCode};
 
-use crate::ops::{Body, Response};
+use crate::ops::xml::XML_DECL;
+use crate::ops::{Body, Code, Response, S3Error};
 
 /// Read size for streamed response bodies.
 const RESPONSE_BUF: usize = 256 * 1024;
@@ -28,6 +32,9 @@ pub fn respond(rq: tiny_http::Request, resp: Response, request_id: &str) -> u64 
             (Box::new(std::io::Cursor::new(b)), n)
         }
         Body::Stream(r, n) => (Box::new(BufReader::with_capacity(RESPONSE_BUF, r)), n),
+        Body::Pending(rx) => {
+            return respond_pending(rq, resp.status, &resp.headers, rx, request_id)
+        }
     };
     let response = tiny_http::Response::new(
         StatusCode(resp.status),
@@ -41,6 +48,60 @@ pub fn respond(rq: tiny_http::Request, resp: Response, request_id: &str) -> u64 
         log::debug!("{request_id}: client went away: {e}");
     }
     len
+}
+
+/// Keep-alive whitespace goes out this often while a long request works (clients time out
+/// reads after 60 s).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Writes a `200` by hand on the raw stream: tiny_http's chunked encoder would hold the
+/// keep-alive bytes back in its buffer. Chunked framing keeps the connection reusable.
+fn respond_pending(
+    rq: tiny_http::Request,
+    status: u16,
+    extra: &[(String, String)],
+    rx: Receiver<Result<Vec<u8>, S3Error>>,
+    request_id: &str,
+) -> u64 {
+    let mut head = format!("HTTP/1.1 {status} OK\r\nDate: {}\r\nServer: s3serve\r\nx-amz-request-id: {request_id}\r\nx-amz-id-2: {request_id}\r\nTransfer-Encoding: chunked\r\n", crate::util::http_date(std::time::SystemTime::now()));
+    for (n, v) in extra {
+        head.push_str(&format!("{n}: {}\r\n", ascii_header_value(v)));
+    }
+    head.push_str("\r\n");
+    let mut w = rq.into_writer();
+    let mut sent = 0u64;
+    let mut chunk = |w: &mut dyn Write, data: &[u8]| -> std::io::Result<()> {
+        sent += data.len() as u64;
+        write!(w, "{:x}\r\n", data.len())?;
+        w.write_all(data)?;
+        w.write_all(b"\r\n")?;
+        w.flush()
+    };
+    let result = (|| -> std::io::Result<()> {
+        w.write_all(head.as_bytes())?;
+        chunk(&mut w, XML_DECL.as_bytes())?;
+        let doc = loop {
+            match rx.recv_timeout(KEEPALIVE_INTERVAL) {
+                Err(RecvTimeoutError::Timeout) => chunk(&mut w, b" ")?,
+                Ok(Ok(doc)) => break doc,
+                Ok(Err(e)) => break e.to_xml_body(request_id),
+                Err(RecvTimeoutError::Disconnected) => {
+                    break S3Error::new(
+                        Code::InternalError,
+                        "We encountered an internal error. Please try again.",
+                    )
+                    .to_xml_body(request_id)
+                }
+            }
+        };
+        chunk(&mut w, &doc)?;
+        w.write_all(b"0\r\n\r\n")?;
+        w.flush()
+    })();
+    if let Err(e) = result {
+        log::debug!("{request_id}: client went away: {e}");
+    }
+    sent
 }
 
 fn push(headers: &mut Vec<Header>, name: &str, value: &str) {

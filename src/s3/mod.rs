@@ -14,10 +14,11 @@ use crate::util;
 use crate::vfs::Vfs;
 use auth::{Keys, Payload, SignedParts};
 use route::Endpoint;
+use std::sync::Arc;
 
 /// Everything a worker needs to answer requests; shared read-only by all workers.
 pub struct App {
-    pub vfs: Vfs,
+    pub vfs: Arc<Vfs>,
     pub ops: OpsOptions,
     pub keys: Keys,
     /// `--baseurl` without slashes; "" when unset.

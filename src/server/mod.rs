@@ -85,13 +85,13 @@ pub fn build_app(config: &Config) -> Result<App, String> {
             Box::new(local)
         }
     };
-    let vfs = Vfs::new(
+    let vfs = Arc::new(Vfs::new(
         backend,
         VfsOptions {
             etag: config.etag,
             cleanup: config.cleanup,
         },
-    );
+    ));
     let ops = OpsOptions {
         read_only: config.read_only,
         no_modtime: config.no_modtime,

@@ -205,6 +205,17 @@ pub fn read_response(r: &mut impl BufRead, head: bool) -> Resp {
             headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v == "chunked")
+    {
+        let body = read_chunked(r);
+        return Resp {
+            status,
+            headers,
+            body,
+        };
+    }
     let len: usize = headers
         .get("content-length")
         .and_then(|v| v.parse().ok())
@@ -253,5 +264,20 @@ pub fn wait_for_upload_in(dir: &Path) {
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        let mut chunk = vec![0; size + 2];
+        r.read_exact(&mut chunk).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&chunk[..size]);
     }
 }

@@ -330,3 +330,77 @@ fn deleting_a_bucket_drops_its_pending_uploads() {
     assert_eq!(s.raw("DELETE", "/bkt", &[], b"").status, 204);
     assert!(upload_entries(&dir).is_empty());
 }
+
+#[test]
+fn long_completions_answer_200_and_keep_the_connection_alive() {
+    let dir = TempDir::new();
+    let s = start(anon_config(&dir));
+    s.raw("PUT", "/bkt", &[], b"");
+    s.raw("PUT", "/bkt/taken", &[], b"old");
+    let part_data = vec![7u8; 5 * MIB];
+    let n = (s3serve::ops::multipart::KEEPALIVE_ABOVE as usize).div_ceil(5 * MIB) as u32 + 1;
+    let upload = |key: &str| {
+        let id = create(&s, key);
+        let etags: Vec<String> = (1..=n).map(|i| part(&s, key, &id, i, &part_data)).collect();
+        (id, etags)
+    };
+    let (id, etags) = upload("big");
+    let list: Vec<(u32, &str)> = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i as u32 + 1, e.as_str()))
+        .collect();
+    let r = complete(&s, "big", &id, &list);
+    assert_eq!(
+        (r.status, r.header("transfer-encoding")),
+        (200, Some("chunked"))
+    );
+    let text = r.text();
+    assert!(
+        text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{text}"
+    );
+    let parts: Vec<&[u8]> = (0..n).map(|_| &part_data[..]).collect();
+    assert!(
+        text.contains(&format!(
+            "<ETag>{}</ETag>",
+            expected_etag(&parts).replace('"', "&quot;")
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.0.join("bkt/big")).unwrap().len(),
+        n as u64 * 5 * MIB as u64
+    );
+    // A failure after the 200 arrives as an error document in the body.
+    let (id, etags) = upload("taken");
+    let body: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                i + 1
+            )
+        })
+        .collect();
+    let r = s.raw(
+        "POST",
+        &format!("/bkt/taken?uploadId={id}"),
+        &[("if-none-match", "*")],
+        format!("<CompleteMultipartUpload>{body}</CompleteMultipartUpload>").as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (200, "PreconditionFailed"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(std::fs::read(dir.0.join("bkt/taken")).unwrap(), b"old");
+    assert!(
+        s.raw("GET", &format!("/bkt/taken?uploadId={id}"), &[], b"")
+            .text()
+            .contains("<Part>"),
+        "the upload is kept"
+    );
+}

@@ -37,11 +37,14 @@ pub struct PartInfo {
     pub etag: String,
     pub size: u64,
     pub mtime: SystemTime,
+    /// The part's flexible checksum: algorithm name and base64 value.
+    pub checksum: Option<(String, String)>,
 }
 
 /// A part being written; dropping it without `commit` discards it.
 pub trait PartWriter: Write + Send {
-    fn commit(self: Box<Self>, md5_hex: &str) -> Result<()>;
+    /// Makes the part visible with its MD5 and, if one was computed, its checksum.
+    fn commit(self: Box<Self>, md5_hex: &str, checksum: Option<(&str, &str)>) -> Result<()>;
 }
 
 /// Where multipart uploads live while they are in progress.
@@ -92,7 +95,17 @@ fn part_name(number: u32, md5: &str) -> String {
 fn parse_part_name(name: &str) -> Option<(u32, &str)> {
     let rest = name.strip_prefix("part-")?;
     let (n, md5) = rest.split_once('-')?;
+    if !md5.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None; // a part's checksum file, `<part>.ck`
+    }
     Some((n.parse().ok()?, md5))
+}
+
+/// The checksum stored beside a part, `ALG TAB base64`.
+fn read_part_checksum(path: &Path) -> Option<(String, String)> {
+    let text = fs::read_to_string(path).ok()?;
+    let (alg, value) = text.trim_end().split_once('\t')?;
+    Some((alg.to_string(), value.to_string()))
 }
 
 impl LocalUploads {
@@ -249,11 +262,13 @@ impl Uploads for LocalUploads {
             };
             let Ok(md) = entry.metadata() else { continue };
             let mtime = md.modified().unwrap_or(UNIX_EPOCH);
+            let checksum = read_part_checksum(&dir.join(format!("{name}.ck")));
             parts.push(PartInfo {
                 number,
                 etag: md5.to_string(),
                 size: md.len(),
                 mtime,
+                checksum,
             });
         }
         parts.sort_by_key(|p| (p.number, std::cmp::Reverse(p.mtime)));
@@ -376,16 +391,29 @@ impl Write for LocalPartWriter {
 }
 
 impl PartWriter for LocalPartWriter {
-    fn commit(mut self: Box<Self>, md5_hex: &str) -> Result<()> {
+    fn commit(mut self: Box<Self>, md5_hex: &str, checksum: Option<(&str, &str)>) -> Result<()> {
         self.file.sync_data()?;
         let name = part_name(self.number, md5_hex);
+        let ck = self.dir.join(format!("{name}.ck"));
+        match checksum {
+            Some((alg, value)) => {
+                let tmp = self
+                    .dir
+                    .join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
+                fs::write(&tmp, format!("{alg}\t{value}\n"))?;
+                fs::rename(&tmp, &ck).map_err(|_| no_upload())?;
+            }
+            None => {
+                let _ = fs::remove_file(&ck);
+            }
+        }
         fs::rename(&self.temp, self.dir.join(&name)).map_err(|_| no_upload())?;
         self.committed = true;
         // A re-uploaded part number replaces the earlier bytes.
         let prefix = format!("part-{:05}-", self.number);
         for entry in fs::read_dir(&self.dir)?.flatten() {
             let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&prefix) && n != name {
+            if n.starts_with(&prefix) && n != name && n != format!("{name}.ck") {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -429,6 +457,7 @@ mod tests {
         assert_eq!(n, "part-00007-abc");
         assert_eq!(parse_part_name(&n), Some((7, "abc")));
         assert_eq!(parse_part_name("manifest"), None);
+        assert_eq!(parse_part_name("part-00007-abc.ck"), None);
         assert!(valid_id(&new_id()));
         assert!(!valid_id("../../etc"));
     }

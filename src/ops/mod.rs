@@ -4,6 +4,7 @@
 //! sockets: a request body is a plain `Read`, a response body is a reader with a known length.
 
 pub mod bucket;
+pub mod checksum;
 pub mod copy;
 pub mod delete;
 pub mod error;
@@ -136,10 +137,14 @@ impl Request<'_> {
             }
         }
         let md5 = headers::content_md5(self.headers)?;
+        let wanted = checksum::from_headers(self.headers)?;
         let mut hashes =
-            crate::vfs::Hashes::new(md5.is_some(), false, self.expected_sha256.is_some());
+            crate::vfs::Hashes::new(md5.is_some(), false, self.expected_sha256.is_some())
+                .with_checksum(wanted.as_ref().map(|w| w.alg));
         hashes.update(&body);
-        put::verify_digests(&hashes.finish(), md5, self.expected_sha256)?;
+        let digests = hashes.finish();
+        put::verify_digests(&digests, md5, self.expected_sha256)?;
+        checksum::verify(wanted.as_ref(), digests.checksum.as_ref())?;
         Ok(body)
     }
 }

@@ -9,12 +9,14 @@ use std::io::{Read, Seek, SeekFrom};
 use md5::{Digest, Md5};
 
 use crate::backend::{key, PartInfo, UploadInfo};
+use crate::ops::checksum;
 use crate::ops::copy::parse_copy_source;
 use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
 use crate::ops::put::{self, receive, MAX_PUT_SIZE};
 use crate::ops::xml::{self, XmlWriter};
 use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
+use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::WriteCheck;
 
 /// S3's part-number range.
@@ -65,7 +67,14 @@ fn part_number(rq: &Request) -> Result<u32, S3Error> {
 pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     ctx.check_writable()?;
     rq.check_key()?;
-    let meta = headers::meta_from_request(rq.headers)?;
+    let mut meta = headers::meta_from_request(rq.headers)?;
+    let (alg, kind) = upload_checksum_request(rq)?;
+    if let Some(alg) = alg {
+        meta.checksums = vec![
+            (ALGORITHM_KEY.into(), alg.name().into()),
+            (checksum::TYPE_KEY.into(), kind.into()),
+        ];
+    }
     ctx.vfs
         .require_bucket(&rq.bucket)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
@@ -80,7 +89,87 @@ pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     w.elem("Key", &rq.key);
     w.elem("UploadId", &id);
     w.close("InitiateMultipartUploadResult");
-    Ok(Response::xml(200, w.finish()))
+    let mut resp = Response::xml(200, w.finish());
+    if let Some(alg) = alg {
+        resp = resp
+            .header("x-amz-checksum-algorithm", alg.name())
+            .header("x-amz-checksum-type", kind);
+    }
+    Ok(resp)
+}
+
+/// Key in an upload's metadata naming the checksum algorithm its parts carry.
+const ALGORITHM_KEY: &str = "ALGORITHM";
+
+/// `x-amz-checksum-algorithm` and `x-amz-checksum-type` of CreateMultipartUpload. CRC64NVME
+/// is full-object by default, the others composite; only CRCs can be full-object.
+fn upload_checksum_request(rq: &Request) -> Result<(Option<ChecksumAlg>, &'static str), S3Error> {
+    let bad = |m: String| S3Error::new(Code::InvalidRequest, m);
+    let alg = match rq.headers.get("x-amz-checksum-algorithm") {
+        None => None,
+        Some(a) => Some(
+            ChecksumAlg::parse(a)
+                .ok_or_else(|| bad(format!("Checksum algorithm {a:?} is not supported.")))?,
+        ),
+    };
+    let kind = match rq
+        .headers
+        .get("x-amz-checksum-type")
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None if alg == Some(ChecksumAlg::Crc64Nvme) => checksum::FULL_OBJECT,
+        None => checksum::COMPOSITE,
+        Some("COMPOSITE") if alg != Some(ChecksumAlg::Crc64Nvme) => checksum::COMPOSITE,
+        Some("FULL_OBJECT") if alg.is_some_and(ChecksumAlg::is_crc) => checksum::FULL_OBJECT,
+        Some(t) => {
+            return Err(bad(format!(
+                "The checksum type {t} is not supported with this algorithm."
+            )))
+        }
+    };
+    Ok((alg, kind))
+}
+
+/// The checksum algorithm an upload's parts carry, from its metadata.
+fn upload_alg(info: &UploadInfo) -> Option<ChecksumAlg> {
+    info.meta
+        .checksums
+        .iter()
+        .find(|(n, _)| n == ALGORITHM_KEY)
+        .and_then(|(_, v)| ChecksumAlg::parse(v))
+}
+
+fn upload_kind(info: &UploadInfo) -> &str {
+    info.meta
+        .checksums
+        .iter()
+        .find(|(n, _)| n == checksum::TYPE_KEY)
+        .map_or(checksum::COMPOSITE, |(_, v)| v.as_str())
+}
+
+/// Commits a part with its MD5 and checksum; answers with both.
+fn commit_part(
+    writer: Box<dyn crate::backend::PartWriter + '_>,
+    d: &crate::vfs::Digests,
+    info: &UploadInfo,
+) -> Result<(String, Option<(ChecksumAlg, String)>), S3Error> {
+    if let (Some(want), Some((got, _))) = (upload_alg(info), &d.checksum) {
+        if want != *got {
+            return Err(S3Error::new(
+                Code::InvalidRequest,
+                format!(
+                    "This upload's parts carry {} checksums, not {}.",
+                    want.name(),
+                    got.name()
+                ),
+            ));
+        }
+    }
+    let md5 = util::hex(&d.md5.unwrap_or_default());
+    let ck = d.checksum.as_ref().map(|(a, v)| (*a, util::base64(v)));
+    writer.commit(&md5, ck.as_ref().map(|(a, v)| (a.name(), v.as_str())))?;
+    Ok((md5, ck))
 }
 
 pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
@@ -89,10 +178,13 @@ pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let number = part_number(rq)?;
     let info = upload(ctx, rq)?;
     let mut writer = uploads(ctx)?.part_writer(&info.id, number)?;
-    let digests = receive(ctx, rq, &mut writer, MAX_PUT_SIZE, true)?;
-    let md5 = util::hex(&digests.md5.unwrap_or_default());
-    writer.commit(&md5)?;
-    Ok(Response::empty(200).header("ETag", quote(&md5)))
+    let digests = receive(ctx, rq, &mut writer, MAX_PUT_SIZE, true, upload_alg(&info))?;
+    let (md5, ck) = commit_part(writer, &digests, &info)?;
+    let mut resp = Response::empty(200).header("ETag", quote(&md5));
+    if let Some((alg, v)) = ck {
+        resp = resp.header(&alg.header(), v);
+    }
+    Ok(resp)
 }
 
 /// Parses `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
@@ -153,7 +245,7 @@ pub fn upload_part_copy(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .seek(SeekFrom::Start(offset))
         .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
     let mut writer = uploads(ctx)?.part_writer(&info.id, number)?;
-    let hashes = crate::vfs::Hashes::new(true, false, false);
+    let hashes = crate::vfs::Hashes::new(true, false, false).with_checksum(upload_alg(&info));
     let digests = put::stream_body(&mut src.body.take(len), &mut writer, hashes, MAX_PUT_SIZE)?;
     if digests.len != len {
         return Err(S3Error::new(
@@ -161,41 +253,55 @@ pub fn upload_part_copy(ctx: &Ctx, rq: &mut Request) -> OpResult {
             "The source object changed while it was copied.",
         ));
     }
-    let md5 = util::hex(&digests.md5.unwrap_or_default());
-    writer.commit(&md5)?;
+    let (md5, ck) = commit_part(writer, &digests, &info)?;
     let mut w = XmlWriter::new();
     w.root("CopyPartResult");
     w.elem("LastModified", &util::iso8601(ctx.now));
     w.elem("ETag", &quote(&md5));
+    if let Some((alg, v)) = ck {
+        w.elem(&alg.element(), &v);
+    }
     w.close("CopyPartResult");
     Ok(Response::xml(200, w.finish()))
 }
 
-/// The parts a Complete request names, in the order given.
-fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
-    let leaves = xml::parse_elements(body)?;
-    let mut parts: Vec<(Option<u32>, String)> = Vec::new();
-    for leaf in leaves {
+/// One `<Part>` of a Complete request.
+#[derive(Debug, Default, PartialEq)]
+struct CompletePart {
+    number: Option<u32>,
+    etag: String,
+    checksum: Option<(ChecksumAlg, String)>,
+}
+
+/// The parts a Complete request names, in the order given. Unknown elements are ignored.
+fn parse_complete(body: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
+    let mut parts = Vec::new();
+    let mut current = CompletePart::default();
+    for leaf in xml::parse_elements(body)? {
         let path: Vec<&str> = leaf.path.iter().map(String::as_str).collect();
+        let text = leaf.text.trim();
         match path[..] {
-            ["CompleteMultipartUpload", "Part", "PartNumber"]
-            | ["CompleteMultipartUpload", "Part", "ETag"] => {
-                if parts
-                    .last()
-                    .is_none_or(|p| p.0.is_some() && !p.1.is_empty())
+            ["CompleteMultipartUpload", "Part"] => {
+                current
+                    .number
+                    .ok_or_else(|| xml::malformed("a Part has no PartNumber"))?;
+                parts.push(std::mem::take(&mut current));
+            }
+            ["CompleteMultipartUpload", "Part", "PartNumber"] => {
+                current.number = Some(
+                    text.parse()
+                        .map_err(|_| xml::malformed("PartNumber must be a number"))?,
+                );
+            }
+            ["CompleteMultipartUpload", "Part", "ETag"] => {
+                current.etag = text.trim_matches('"').to_ascii_lowercase()
+            }
+            ["CompleteMultipartUpload", "Part", element] => {
+                if let Some(alg) = element
+                    .strip_prefix("Checksum")
+                    .and_then(ChecksumAlg::parse)
                 {
-                    parts.push((None, String::new()));
-                }
-                let last = parts.last_mut().expect("pushed above");
-                if path[2] == "PartNumber" {
-                    last.0 = Some(
-                        leaf.text
-                            .trim()
-                            .parse()
-                            .map_err(|_| xml::malformed("PartNumber must be a number"))?,
-                    );
-                } else {
-                    last.1 = leaf.text.trim().trim_matches('"').to_ascii_lowercase();
+                    current.checksum = Some((alg, text.to_string()));
                 }
             }
             _ => {}
@@ -204,29 +310,47 @@ fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
     if parts.is_empty() {
         return Err(xml::malformed("You must specify at least one part"));
     }
-    parts
-        .into_iter()
-        .map(|(n, e)| {
-            Ok((
-                n.ok_or_else(|| xml::malformed("a Part has no PartNumber"))?,
-                e,
-            ))
-        })
-        .collect()
+    Ok(parts)
 }
 
-/// Matches the requested parts against the stored ones: order, ETags and sizes.
-fn check_parts(wanted: &[(u32, String)], stored: &[PartInfo]) -> Result<Vec<PartInfo>, S3Error> {
-    let mut out = Vec::with_capacity(wanted.len());
-    for (i, (number, etag)) in wanted.iter().enumerate() {
-        if i > 0 && *number <= wanted[i - 1].0 {
+/// Matches the requested parts against the stored ones: order, ETags, checksums and sizes.
+fn check_parts(
+    wanted: &[CompletePart],
+    stored: &[PartInfo],
+    alg: Option<ChecksumAlg>,
+) -> Result<Vec<PartInfo>, S3Error> {
+    let mut out: Vec<PartInfo> = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let number = w.number.unwrap_or_default();
+        if out.last().is_some_and(|p| number <= p.number) {
             return Err(S3Error::new(Code::InvalidPartOrder, "The list of parts was not in ascending order. The parts list must be specified in order by part number."));
         }
-        let part = stored.iter().find(|p| p.number == *number && p.etag == *etag).ok_or_else(|| {
-            S3Error::new(Code::InvalidPart, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.")
+        let invalid = |why: &str| {
+            S3Error::new(Code::InvalidPart, format!("One or more of the specified parts could not be found or did not match: {why}."))
                 .with("PartNumber", number.to_string())
-                .with("ETag", etag.as_str())
-        })?;
+                .with("ETag", w.etag.as_str())
+        };
+        let part = stored
+            .iter()
+            .find(|p| p.number == number)
+            .ok_or_else(|| invalid("the part was not uploaded"))?;
+        if part.etag != w.etag {
+            return Err(invalid("the entity tag differs"));
+        }
+        let stored_ck = part
+            .checksum
+            .as_ref()
+            .and_then(|(a, v)| Some((ChecksumAlg::parse(a)?, v.as_str())));
+        if let Some((a, v)) = &w.checksum {
+            if stored_ck != Some((*a, v.as_str())) {
+                return Err(invalid(&format!("the {} differs", a.name())));
+            }
+        }
+        if alg.is_some() && stored_ck.map(|c| c.0) != alg {
+            return Err(invalid(
+                "the part was uploaded without the upload's checksum",
+            ));
+        }
         out.push(part.clone());
     }
     if let Some(small) = out[..out.len() - 1].iter().find(|p| p.size < MIN_PART_SIZE) {
@@ -241,6 +365,27 @@ fn check_parts(wanted: &[(u32, String)], stored: &[PartInfo]) -> Result<Vec<Part
     Ok(out)
 }
 
+/// The object's checksum from its parts': the checksum of the checksums plus `-N`
+/// (composite), or the CRCs combined into the whole object's CRC (full object).
+fn object_checksum(alg: ChecksumAlg, kind: &str, parts: &[PartInfo]) -> Option<String> {
+    let raws: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| util::unbase64(&p.checksum.as_ref()?.1))
+        .collect::<Option<_>>()?;
+    if kind == checksum::FULL_OBJECT {
+        let mut acc = raws[0].clone();
+        for (raw, part) in raws.iter().zip(parts).skip(1) {
+            acc = alg.combine(&acc, raw, part.size)?;
+        }
+        return Some(util::base64(&acc));
+    }
+    Some(format!(
+        "{}-{}",
+        util::base64(&alg.digest(&raws.concat())),
+        parts.len()
+    ))
+}
+
 /// `md5(concatenated binary part MD5s)-N`.
 pub fn multipart_etag(parts: &[PartInfo]) -> String {
     let mut h = Md5::new();
@@ -250,13 +395,17 @@ pub fn multipart_etag(parts: &[PartInfo]) -> String {
     format!("{}-{}", util::hex(&h.finalize()), parts.len())
 }
 
-fn complete_doc(rq: &Request, etag: &str) -> XmlWriter {
+fn complete_doc(rq: &Request, etag: &str, meta: &crate::backend::ObjectMeta) -> XmlWriter {
     let mut w = XmlWriter::new();
     w.root("CompleteMultipartUploadResult");
     w.elem("Location", &format!("/{}/{}", rq.bucket, rq.key));
     w.elem("Bucket", &rq.bucket);
     w.elem("Key", &rq.key);
     w.elem("ETag", &quote(etag));
+    if let Some((alg, value, kind)) = checksum::stored(meta) {
+        w.elem(&alg.element(), value);
+        w.elem("ChecksumType", kind);
+    }
     w.close("CompleteMultipartUploadResult");
     w
 }
@@ -271,12 +420,35 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
         return retried_complete(ctx, rq, etag);
     }
     let condition = headers::write_condition(rq.headers)?;
-    let parts = check_parts(&wanted, &uploads(ctx)?.parts(&info.id)?)?;
+    let alg = upload_alg(&info);
+    let parts = check_parts(&wanted, &uploads(ctx)?.parts(&info.id)?, alg)?;
     let etag = multipart_etag(&parts);
     let mut meta = info.meta.clone();
     meta.etag = Some(etag.clone());
     meta.etag_alg = "MULTIPART".into();
     meta.parts = parts.iter().map(|p| p.size).collect();
+    meta.checksums.clear();
+    let kind = upload_kind(&info).to_string();
+    let object_ck = alg.and_then(|a| Some((a, object_checksum(a, &kind, &parts)?)));
+    if let Some((a, value)) = &object_ck {
+        if let Some(claimed) = rq.headers.get(&a.header()) {
+            if claimed.trim() != value.split('-').next().unwrap_or_default()
+                && claimed.trim() != value
+            {
+                return Err(S3Error::new(
+                    Code::BadDigest,
+                    format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        a.name()
+                    ),
+                ));
+            }
+        }
+        meta.checksums = vec![
+            (a.name().into(), value.clone()),
+            (checksum::TYPE_KEY.into(), kind.clone()),
+        ];
+    }
     let mtime = if ctx.opts.no_modtime {
         None
     } else {
@@ -293,13 +465,14 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     };
     let total: u64 = job.parts.iter().map(|p| p.size).sum();
     if total < KEEPALIVE_ABOVE {
+        let doc = complete_doc(rq, &etag, &job.meta).finish();
         job.run(ctx.vfs)?;
-        return Ok(Response::xml(200, complete_doc(rq, &etag).finish()));
+        return Ok(Response::xml(200, doc));
     }
     // A long join: answer 200 now and keep the connection alive until the result is known.
     let (tx, rx) = crossbeam_channel::bounded(1);
     let vfs = ctx.vfs.clone();
-    let doc = complete_doc(rq, &etag).finish_body();
+    let doc = complete_doc(rq, &etag, &job.meta).finish_body();
     std::thread::Builder::new()
         .name("s3serve:complete".into())
         .spawn(move || {
@@ -358,7 +531,13 @@ impl Assembly {
 fn retried_complete(ctx: &Ctx, rq: &Request, etag: &str) -> OpResult {
     let current = ctx.vfs.stat(&rq.bucket, &rq.key).ok();
     if current.and_then(|i| i.meta).and_then(|m| m.etag).as_deref() == Some(etag) {
-        return Ok(Response::xml(200, complete_doc(rq, etag).finish()));
+        let meta = ctx
+            .vfs
+            .stat(&rq.bucket, &rq.key)
+            .ok()
+            .and_then(|i| i.meta)
+            .unwrap_or_default();
+        return Ok(Response::xml(200, complete_doc(rq, etag, &meta).finish()));
     }
     Err(
         S3Error::new(Code::NoSuchUpload, "The specified upload does not exist.")
@@ -423,6 +602,10 @@ pub fn list_parts(ctx: &Ctx, rq: &mut Request) -> OpResult {
     crate::ops::bucket::owner_as(&mut w, "Initiator", &ctx.opts.owner);
     crate::ops::bucket::owner(&mut w, &ctx.opts.owner);
     w.elem("StorageClass", "STANDARD");
+    if let Some(alg) = upload_alg(&info) {
+        w.elem("ChecksumAlgorithm", alg.name());
+        w.elem("ChecksumType", upload_kind(&info));
+    }
     w.elem("PartNumberMarker", &marker.to_string());
     w.elem(
         "NextPartNumberMarker",
@@ -436,6 +619,13 @@ pub fn list_parts(ctx: &Ctx, rq: &mut Request) -> OpResult {
         w.elem("LastModified", &util::iso8601(p.mtime));
         w.elem("ETag", &quote(&p.etag));
         w.elem("Size", &p.size.to_string());
+        if let Some(alg) = p
+            .checksum
+            .as_ref()
+            .and_then(|(a, v)| Some((ChecksumAlg::parse(a)?, v)))
+        {
+            w.elem(&alg.0.element(), alg.1);
+        }
         w.close("Part");
     }
     w.close("ListPartsResult");
@@ -546,55 +736,110 @@ mod tests {
             etag: etag.into(),
             size,
             mtime: UNIX_EPOCH,
+            checksum: None,
         }
     }
 
     #[test]
     fn parses_complete_documents() {
-        let doc = b"<CompleteMultipartUpload xmlns=\"x\"><Part><ETag>\"AB\"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>x</ChecksumCRC32></Part><Part><PartNumber>3</PartNumber><ETag>cd</ETag></Part></CompleteMultipartUpload>";
+        let doc = b"<CompleteMultipartUpload xmlns=\"x\"><Part><ETag>\"AB\"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>y/Q5Jg==</ChecksumCRC32></Part><Part><PartNumber>3</PartNumber><ETag>cd</ETag><Unknown/></Part></CompleteMultipartUpload>";
+        let parts = parse_complete(doc).unwrap();
         assert_eq!(
-            parse_complete(doc).unwrap(),
-            vec![(1, "ab".to_string()), (3, "cd".to_string())]
+            parts[0],
+            CompletePart {
+                number: Some(1),
+                etag: "ab".into(),
+                checksum: Some((ChecksumAlg::Crc32, "y/Q5Jg==".into()))
+            }
+        );
+        assert_eq!(
+            parts[1],
+            CompletePart {
+                number: Some(3),
+                etag: "cd".into(),
+                checksum: None
+            }
         );
         assert!(parse_complete(b"<CompleteMultipartUpload></CompleteMultipartUpload>").is_err());
         assert!(parse_complete(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").is_err());
+        assert!(parse_complete(
+            b"<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>"
+        )
+        .is_err());
+    }
+
+    fn want(n: u32, etag: &str) -> CompletePart {
+        CompletePart {
+            number: Some(n),
+            etag: etag.into(),
+            checksum: None,
+        }
     }
 
     #[test]
-    fn checks_order_etags_and_sizes() {
+    fn checks_order_etags_checksums_and_sizes() {
         let big = MIN_PART_SIZE;
-        let stored = vec![part(1, "aa", big), part(2, "bb", 10), part(3, "cc", 10)];
-        let w = |v: &[(u32, &str)]| {
-            v.iter()
-                .map(|(n, e)| (*n, e.to_string()))
-                .collect::<Vec<_>>()
-        };
+        let mut stored = vec![part(1, "aa", big), part(2, "bb", 10), part(3, "cc", 10)];
         assert_eq!(
-            check_parts(&w(&[(1, "aa"), (3, "cc")]), &stored)
+            check_parts(&[want(1, "aa"), want(3, "cc")], &stored, None)
                 .unwrap()
                 .len(),
             2
         );
         assert_eq!(
-            check_parts(&w(&[(2, "bb"), (1, "aa")]), &stored)
+            check_parts(&[want(2, "bb"), want(1, "aa")], &stored, None)
                 .unwrap_err()
                 .code,
             Code::InvalidPartOrder
         );
         assert_eq!(
-            check_parts(&w(&[(1, "zz")]), &stored).unwrap_err().code,
+            check_parts(&[want(1, "zz")], &stored, None)
+                .unwrap_err()
+                .code,
             Code::InvalidPart
         );
         assert_eq!(
-            check_parts(&w(&[(4, "dd")]), &stored).unwrap_err().code,
+            check_parts(&[want(4, "dd")], &stored, None)
+                .unwrap_err()
+                .code,
             Code::InvalidPart
         );
         assert_eq!(
-            check_parts(&w(&[(2, "bb"), (3, "cc")]), &stored)
+            check_parts(&[want(2, "bb"), want(3, "cc")], &stored, None)
                 .unwrap_err()
                 .code,
             Code::EntityTooSmall
         );
+        assert_eq!(
+            check_parts(&[want(3, "cc")], &stored, Some(ChecksumAlg::Crc32))
+                .unwrap_err()
+                .code,
+            Code::InvalidPart
+        );
+        stored[2].checksum = Some(("CRC32".into(), "AAAAAA==".into()));
+        assert!(check_parts(&[want(3, "cc")], &stored, Some(ChecksumAlg::Crc32)).is_ok());
+        let mut w = want(3, "cc");
+        w.checksum = Some((ChecksumAlg::Crc32, "AAAAAQ==".into()));
+        assert_eq!(
+            check_parts(&[w], &stored, None).unwrap_err().code,
+            Code::InvalidPart
+        );
+    }
+
+    #[test]
+    fn object_checksums_from_parts() {
+        let alg = ChecksumAlg::Crc32;
+        let mut parts = vec![part(1, "aa", 6), part(2, "bb", 15)];
+        parts[0].checksum = Some(("CRC32".into(), util::base64(&alg.digest(b"hello "))));
+        parts[1].checksum = Some((
+            "CRC32".into(),
+            util::base64(&alg.digest(b"world, combined")),
+        ));
+        let full = object_checksum(alg, checksum::FULL_OBJECT, &parts).unwrap();
+        assert_eq!(full, util::base64(&alg.digest(b"hello world, combined")));
+        let composite = object_checksum(alg, checksum::COMPOSITE, &parts).unwrap();
+        let raw = [alg.digest(b"hello "), alg.digest(b"world, combined")].concat();
+        assert_eq!(composite, format!("{}-2", util::base64(&alg.digest(&raw))));
     }
 
     #[test]

@@ -56,6 +56,16 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
         None => (200, 0, info.size),
     };
     let mut resp = object_headers(Response::empty(status), &rq.key, info, rq);
+    // Checksums describe the whole object: never sent with a range or a part.
+    let checksum_mode = rq
+        .headers
+        .get("x-amz-checksum-mode")
+        .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+    if status == 200 && checksum_mode {
+        if let Some(meta) = &info.meta {
+            resp = crate::ops::checksum::add_headers(resp, meta);
+        }
+    }
     if status == 206 {
         resp = resp.header(
             "Content-Range",

@@ -7,8 +7,10 @@ use std::cell::RefCell;
 use std::io::{ErrorKind as IoKind, Read, Write};
 
 use crate::backend::ObjectMeta;
+use crate::ops::checksum;
 use crate::ops::headers::{self, quote};
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::{Digests, Hashes, WriteCheck};
 
 /// Copy buffer for request bodies: large reads bypass tiny_http's small buffer.
@@ -103,23 +105,34 @@ fn check_length(declared: Option<u64>, got: u64) -> Result<(), S3Error> {
 }
 
 /// Streams a request body into `writer` and verifies it; the caller commits. MD5 is always
-/// computed when `want_md5` (part ETags are MD5 whatever `--etag-hash` says).
+/// computed when `want_md5` (part ETags are MD5 whatever `--etag-hash` says), and the
+/// checksum `default_checksum` when the request names none (a multipart upload's algorithm).
 pub fn receive(
     ctx: &Ctx,
     rq: &mut Request,
     writer: &mut dyn Write,
     limit: u64,
     want_md5: bool,
+    default_checksum: Option<ChecksumAlg>,
 ) -> Result<Digests, S3Error> {
     let md5 = headers::content_md5(rq.headers)?;
+    let mut wanted = checksum::from_headers(rq.headers)?;
+    if wanted.is_none() {
+        wanted = default_checksum.map(|alg| checksum::Wanted {
+            alg,
+            expected: None,
+        });
+    }
     let hashes = Hashes::for_etag(
         ctx.vfs.etag_alg(),
         md5.is_some() || want_md5,
         rq.expected_sha256.is_some(),
-    );
+    )
+    .with_checksum(wanted.as_ref().map(|w| w.alg));
     let digests = stream_body(rq.body, writer, hashes, limit)?;
     check_length(rq.content_length, digests.len)?;
     verify_digests(&digests, md5, rq.expected_sha256)?;
+    checksum::verify(wanted.as_ref(), digests.checksum.as_ref())?;
     Ok(digests)
 }
 
@@ -146,14 +159,15 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .vfs
         .create(&bucket, &key)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    let digests = receive(ctx, rq, writer.as_mut(), MAX_PUT_SIZE, false)?;
+    let digests = receive(ctx, rq, writer.as_mut(), MAX_PUT_SIZE, false, None)?;
     set_etag(&mut meta, &digests, ctx);
+    checksum::store(&mut meta, digests.checksum.as_ref());
     let check = condition.as_ref().map(|c| c as &dyn WriteCheck<S3Error>);
     let info = ctx
         .vfs
         .commit(&bucket, &key, writer, &meta, mtime, check)
         .map_err(|e: S3Error| e.with_resource(format!("/{bucket}/{key}")))?;
-    let mut resp = Response::empty(200);
+    let mut resp = checksum::add_headers(Response::empty(200), &meta);
     if let Some(etag) = info.meta.as_ref().and_then(|m| m.etag.as_deref()) {
         resp = resp.header("ETag", quote(etag));
     }

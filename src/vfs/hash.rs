@@ -5,6 +5,8 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::checksum::{ChecksumAlg, Crc};
+
 /// The hash behind ETags (`--etag-hash`); `None` means objects have no ETag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EtagAlg {
@@ -41,6 +43,7 @@ pub struct Hashes {
     md5: Option<Md5>,
     sha1: Option<Sha1>,
     sha256: Option<Sha256>,
+    checksum: Option<(ChecksumAlg, Crc)>,
     pub len: u64,
 }
 
@@ -50,6 +53,8 @@ pub struct Digests {
     pub md5: Option<[u8; 16]>,
     pub sha1: Option<[u8; 20]>,
     pub sha256: Option<[u8; 32]>,
+    /// The flexible checksum asked for, if any.
+    pub checksum: Option<(ChecksumAlg, Vec<u8>)>,
     pub len: u64,
 }
 
@@ -59,8 +64,15 @@ impl Hashes {
             md5: md5.then(Md5::new),
             sha1: sha1.then(Sha1::new),
             sha256: sha256.then(Sha256::new),
+            checksum: None,
             len: 0,
         }
+    }
+
+    /// Also computes the flexible checksum `alg`.
+    pub fn with_checksum(mut self, alg: Option<ChecksumAlg>) -> Hashes {
+        self.checksum = alg.map(|a| (a, Crc::new(a)));
+        self
     }
 
     /// Hashes for an ETag of `alg`, plus MD5 / SHA-256 when a request must be verified.
@@ -82,6 +94,9 @@ impl Hashes {
         if let Some(h) = &mut self.sha256 {
             h.update(data);
         }
+        if let Some((_, c)) = &mut self.checksum {
+            c.update(data);
+        }
         self.len += data.len() as u64;
     }
 
@@ -90,6 +105,7 @@ impl Hashes {
             md5: self.md5.map(|h| h.finalize().into()),
             sha1: self.sha1.map(|h| h.finalize().into()),
             sha256: self.sha256.map(|h| h.finalize().into()),
+            checksum: self.checksum.map(|(a, c)| (a, c.finish())),
             len: self.len,
         }
     }

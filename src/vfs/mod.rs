@@ -4,6 +4,7 @@
 //! per-key locks so conditional writes are checked under the same lock as the commit, and the
 //! empty-directory cleanup policy. It speaks no S3 and knows no sockets.
 
+pub mod checksum;
 pub mod hash;
 
 use std::hash::BuildHasher;

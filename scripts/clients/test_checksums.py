@@ -1,0 +1,152 @@
+"""Flexible checksums (CRC32, CRC32C, CRC64NVME, SHA1, SHA256) with boto3, the aws cli and raw
+requests: verified while the body streams, stored, returned with checksum mode, and computed
+for multipart objects from their parts."""
+
+import base64
+import hashlib
+import os
+import subprocess
+import zlib
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+from conftest import AWS_BIN, AK, SK, expect_error, raw_request, unique_bucket_name
+
+MIB = 1024 * 1024
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def crc32_b64(data):
+    return b64(zlib.crc32(data).to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("alg", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
+def test_put_with_each_algorithm_round_trips(s3, bucket, data_dir, alg):
+    body = os.urandom(100_000)
+    r = s3.put_object(Bucket=bucket, Key=f"k-{alg}", Body=body, ChecksumAlgorithm=alg)
+    value = r[f"Checksum{alg}"]
+    h = s3.head_object(Bucket=bucket, Key=f"k-{alg}", ChecksumMode="ENABLED")
+    assert h[f"Checksum{alg}"] == value
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "FULL_OBJECT"
+    if alg == "SHA256":
+        assert value == b64(hashlib.sha256(body).digest())
+    if alg == "SHA1":
+        assert value == b64(hashlib.sha1(body).digest())
+    # boto3 validates the returned checksum against the bytes it reads.
+    g = s3.get_object(Bucket=bucket, Key=f"k-{alg}", ChecksumMode="ENABLED")
+    assert g["Body"].read() == body and g[f"Checksum{alg}"] == value
+    # Never on a range: the value describes the whole object.
+    g = s3.get_object(Bucket=bucket, Key=f"k-{alg}", ChecksumMode="ENABLED", Range="bytes=0-9")
+    assert f"Checksum{alg}" not in g
+    assert (data_dir / bucket / f"k-{alg}").read_bytes() == body
+
+
+def test_default_boto3_put_stores_crc32(s3, bucket):
+    body = b"default checksum settings"
+    s3.put_object(Bucket=bucket, Key="d", Body=body)
+    h = s3.head_object(Bucket=bucket, Key="d", ChecksumMode="ENABLED")
+    assert h["ChecksumCRC32"] == crc32_b64(body)
+
+
+@pytest.mark.parametrize("header,value", [
+    ("x-amz-checksum-crc32", "AAAAAA=="),
+    ("x-amz-checksum-sha256", b64(hashlib.sha256(b"other").digest())),
+])
+def test_wrong_checksum_is_bad_digest_and_nothing_is_stored(server, bucket, data_dir, header, value):
+    r = raw_request(server, "PUT", f"/{bucket}/bad", headers={header: value}, body=b"the real body")
+    assert r.status == 400 and r.code == "BadDigest", r.body
+    assert not (data_dir / bucket / "bad").exists()
+    assert [p.name for p in (data_dir / bucket).iterdir()] == []
+
+
+def test_conflicting_checksum_headers_are_invalid(server, bucket):
+    r = raw_request(server, "PUT", f"/{bucket}/x", body=b"x", headers={
+        "x-amz-checksum-crc32": crc32_b64(b"x"), "x-amz-sdk-checksum-algorithm": "SHA256"})
+    assert (r.status, r.code) == (400, "InvalidRequest")
+    r = raw_request(server, "PUT", f"/{bucket}/x", body=b"x", headers={"x-amz-checksum-crc32": "not base64!"})
+    assert (r.status, r.code) == (400, "InvalidRequest")
+
+
+def test_delete_objects_checks_its_checksum(s3, server, bucket, data_dir):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"1")
+    body = b"<Delete><Object><Key>keep</Key></Object></Delete>"
+    r = raw_request(server, "POST", f"/{bucket}", query={"delete": None}, body=body,
+                    headers={"x-amz-checksum-crc32": "AAAAAA=="})
+    assert (r.status, r.code) == (400, "BadDigest")
+    assert (data_dir / bucket / "keep").exists()
+    r = raw_request(server, "POST", f"/{bucket}", query={"delete": None}, body=body,
+                    headers={"x-amz-checksum-crc32": crc32_b64(body)})
+    assert r.status == 200 and not (data_dir / bucket / "keep").exists()
+
+
+@pytest.mark.parametrize("alg", ["CRC32C", "CRC64NVME", "SHA256"])
+def test_aws_cli_put_object_checksum_algorithm(server, bucket, data_dir, tmp_path, alg):
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(50_000))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK, AWS_DEFAULT_REGION="us-east-1",
+               HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "cfg"))
+    p = subprocess.run([AWS_BIN, "--endpoint-url", server.url, "s3api", "put-object", "--bucket", bucket,
+                        "--key", "cli", "--body", str(src), "--checksum-algorithm", alg],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (data_dir / bucket / "cli").read_bytes() == src.read_bytes()
+    p = subprocess.run([AWS_BIN, "--endpoint-url", server.url, "s3api", "head-object", "--bucket", bucket,
+                        "--key", "cli", "--checksum-mode", "ENABLED"], env=env, capture_output=True, text=True, timeout=60)
+    assert f"Checksum{alg}" in p.stdout, p.stdout + p.stderr
+
+
+def test_multipart_composite_sha256(s3, bucket):
+    mp = s3.create_multipart_upload(Bucket=bucket, Key="m", ChecksumAlgorithm="SHA256")
+    uid = mp["UploadId"]
+    datas = [os.urandom(5 * MIB), os.urandom(1000)]
+    parts = []
+    for i, d in enumerate(datas, 1):
+        r = s3.upload_part(Bucket=bucket, Key="m", UploadId=uid, PartNumber=i, Body=d, ChecksumAlgorithm="SHA256")
+        assert r["ChecksumSHA256"] == b64(hashlib.sha256(d).digest())
+        parts.append({"PartNumber": i, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    listed = s3.list_parts(Bucket=bucket, Key="m", UploadId=uid)
+    assert [p["ChecksumSHA256"] for p in listed["Parts"]] == [p["ChecksumSHA256"] for p in parts]
+    wrong = [dict(parts[0], ChecksumSHA256=b64(hashlib.sha256(b"x").digest())), parts[1]]
+    expect_error(400, "InvalidPart", s3.complete_multipart_upload, Bucket=bucket, Key="m", UploadId=uid,
+                 MultipartUpload={"Parts": wrong})
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="m", UploadId=uid, MultipartUpload={"Parts": parts})
+    composite = b64(hashlib.sha256(b"".join(hashlib.sha256(d).digest() for d in datas)).digest()) + "-2"
+    assert done["ChecksumSHA256"] == composite
+    h = s3.head_object(Bucket=bucket, Key="m", ChecksumMode="ENABLED")
+    assert h["ChecksumSHA256"] == composite
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "COMPOSITE"
+
+
+def test_multipart_full_object_crc32_from_managed_upload(s3, bucket, tmp_path):
+    data = os.urandom(12 * MIB + 77)
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    s3.upload_file(str(src), bucket, "full", Config=TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB),
+                   ExtraArgs={"ChecksumAlgorithm": "CRC32"})
+    h = s3.head_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")
+    value = h["ChecksumCRC32"]
+    kind = h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"]
+    if kind == "FULL_OBJECT":
+        assert value == crc32_b64(data)
+    else:
+        assert value.endswith("-3")
+
+
+def test_full_object_crc64nvme_multipart_is_the_whole_objects_crc(s3, bucket):
+    mp = s3.create_multipart_upload(Bucket=bucket, Key="f", ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT")
+    uid = mp["UploadId"]
+    datas = [os.urandom(5 * MIB), os.urandom(4321)]
+    parts = []
+    for i, d in enumerate(datas, 1):
+        r = s3.upload_part(Bucket=bucket, Key="f", UploadId=uid, PartNumber=i, Body=d, ChecksumAlgorithm="CRC64NVME")
+        parts.append({"PartNumber": i, "ETag": r["ETag"], "ChecksumCRC64NVME": r["ChecksumCRC64NVME"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="f", UploadId=uid, MultipartUpload={"Parts": parts})
+    whole = b"".join(datas)
+    single = s3.put_object(Bucket=bucket, Key="single", Body=whole, ChecksumAlgorithm="CRC64NVME")["ChecksumCRC64NVME"]
+    h = s3.head_object(Bucket=bucket, Key="f", ChecksumMode="ENABLED")
+    assert h["ChecksumCRC64NVME"] == single
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "FULL_OBJECT"

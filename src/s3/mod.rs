@@ -7,6 +7,7 @@ pub mod auth;
 pub mod http;
 pub mod route;
 
+use std::io::Read;
 use std::time::{Instant, SystemTime};
 
 use crate::ops::{self, Code, Ctx, Headers, OpResult, OpsOptions, Query, Request, S3Error};
@@ -116,10 +117,32 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
     let name = endpoint.map_or_else(|| "-".to_string(), |e| format!("{e:?}"));
     let response = match result {
         Ok(r) => r,
-        Err(e) => error_response(&e, &request_id, &method),
+        Err(e) => {
+            drain_body(&mut rq);
+            error_response(&e, &request_id, &method)
+        }
     };
     let sent = http::respond(rq, response, &request_id);
     log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);
+}
+
+/// Most a refused request's body is read and discarded here, with a fixed buffer; past it,
+/// tiny_http keeps draining when the request is dropped.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads what is left of a refused request's body. A client that sent `Expect:
+/// 100-continue` is told to continue first: tiny_http cannot close the connection, and it
+/// drains the declared body before reading the next request, so a client left waiting for
+/// a `100` would pin this worker for as long as it keeps the connection open.
+fn drain_body(rq: &mut tiny_http::Request) {
+    let declared = rq.body_length().unwrap_or(0) > 0
+        || rq
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"));
+    if declared {
+        let _ = std::io::copy(&mut rq.as_reader().take(DRAIN_LIMIT), &mut std::io::sink());
+    }
 }
 
 fn error_response(e: &S3Error, request_id: &str, method: &str) -> ops::Response {

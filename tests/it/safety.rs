@@ -167,3 +167,31 @@ fn overload_answers_slow_down_at_once() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn refused_expect_continue_requests_do_not_pin_a_worker() {
+    let dir = TempDir::new();
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+    c.workers = 1;
+    c.auth_keys = vec![(AK.into(), SK.into())];
+    let s = start(c);
+    // Refused before the body is read (an unsigned PUT), on a connection kept open.
+    let mut conn = TcpStream::connect(s.addr).unwrap();
+    conn.write_all(
+        b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let interim = read_response(&mut reader, true);
+    assert_eq!(
+        interim.status, 100,
+        "the client is told to send its body, which is then discarded"
+    );
+    conn.write_all(b"0123456789").unwrap();
+    let r = read_response(&mut reader, false);
+    assert_eq!((r.status, r.code().as_str()), (403, "AccessDenied"));
+    // The only worker is free again while that connection stays open.
+    let r = s.raw("GET", "/", &[], b"");
+    assert_eq!(r.status, 403);
+    drop(conn);
+}

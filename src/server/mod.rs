@@ -154,7 +154,7 @@ fn spawn_pump(
                 match server.recv_timeout(PUMP_TICK) {
                     Ok(Some(rq)) => {
                         if let Err(TrySendError::Full(rq)) = tx.try_send(rq) {
-                            slow_down(rq);
+                            shed_or_wait(rq, &tx);
                         }
                     }
                     Ok(None) => {}
@@ -169,6 +169,22 @@ fn spawn_pump(
             }
         })
         .expect("spawning a thread at start-up")
+}
+
+/// The queue is full. A request without a body is answered 503 SlowDown at once. One with
+/// a body waits for a worker instead: answering it early would leave tiny_http draining the
+/// body on this thread (and a client that sent `Expect: 100-continue` never sends it).
+fn shed_or_wait(rq: tiny_http::Request, tx: &Sender<tiny_http::Request>) {
+    let has_body = rq.body_length().unwrap_or(0) > 0
+        || rq
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"));
+    if has_body {
+        let _ = tx.send(rq);
+    } else {
+        slow_down(rq);
+    }
 }
 
 /// Answers on the pump thread when every worker is busy and the queue is full.

@@ -104,6 +104,15 @@ fn respond_pending(
     sent
 }
 
+/// Whether a request comes with a body (a non-zero length, or chunked).
+pub fn declares_body(rq: &tiny_http::Request) -> bool {
+    rq.body_length().unwrap_or(0) > 0
+        || rq
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"))
+}
+
 fn push(headers: &mut Vec<Header>, name: &str, value: &str) {
     let value = ascii_header_value(value);
     if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {

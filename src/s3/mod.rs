@@ -135,12 +135,7 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// drains the declared body before reading the next request, so a client left waiting for
 /// a `100` would pin this worker for as long as it keeps the connection open.
 fn drain_body(rq: &mut tiny_http::Request) {
-    let declared = rq.body_length().unwrap_or(0) > 0
-        || rq
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Transfer-Encoding"));
-    if declared {
+    if http::declares_body(rq) {
         let _ = std::io::copy(&mut rq.as_reader().take(DRAIN_LIMIT), &mut std::io::sink());
     }
 }

@@ -175,12 +175,7 @@ fn spawn_pump(
 /// a body waits for a worker instead: answering it early would leave tiny_http draining the
 /// body on this thread (and a client that sent `Expect: 100-continue` never sends it).
 fn shed_or_wait(rq: tiny_http::Request, tx: &Sender<tiny_http::Request>) {
-    let has_body = rq.body_length().unwrap_or(0) > 0
-        || rq
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Transfer-Encoding"));
-    if has_body {
+    if s3::http::declares_body(&rq) {
         let _ = tx.send(rq);
     } else {
         slow_down(rq);

@@ -162,7 +162,9 @@ fn overload_answers_slow_down_at_once() {
     }
     // A request with a body is never shed (its body could not be drained safely): it waits.
     let addr = s.addr;
-    let put = std::thread::spawn(move || raw_exchange(addr, b"PUT /bk1/waits HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nw", false).status);
+    let put = std::thread::spawn(move || {
+        raw_exchange(addr, b"PUT /bk1/waits HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nw", false).status
+    });
     blocker.write_all(&[b'x'; 2048]).unwrap();
     let r = read_response(&mut std::io::BufReader::new(blocker), false);
     assert_eq!(r.status, 200);

@@ -150,3 +150,51 @@ def test_full_object_crc64nvme_multipart_is_the_whole_objects_crc(s3, bucket):
     h = s3.head_object(Bucket=bucket, Key="f", ChecksumMode="ENABLED")
     assert h["ChecksumCRC64NVME"] == single
     assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "FULL_OBJECT"
+
+
+@pytest.fixture
+def trailer_mode(monkeypatch):
+    """boto3 sends aws-chunked bodies with trailer checksums only over https; make it believe
+    the endpoint is https so it uses STREAMING-UNSIGNED-PAYLOAD-TRAILER over plain http."""
+    import botocore.httpchecksum as hc
+    real = hc.urlparse
+    monkeypatch.setattr(hc, "urlparse", lambda u, *a: real(u, *a)._replace(scheme="https"))
+    seen = []
+
+    def record(request, **kwargs):
+        seen.append(dict(request.headers))
+
+    return seen, record
+
+
+def test_boto3_forced_into_aws_chunked_trailer_mode(s3, bucket, data_dir, tmp_path, trailer_mode):
+    seen, record = trailer_mode
+    s3.meta.events.register("before-send.s3.*", record)
+    try:
+        body = os.urandom(300_000)
+        s3.put_object(Bucket=bucket, Key="chunked", Body=body)
+        src = tmp_path / "big"
+        src.write_bytes(os.urandom(11 * MIB))
+        s3.upload_file(str(src), bucket, "chunked-mp", Config=TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB))
+    finally:
+        s3.meta.events.unregister("before-send.s3.*", record)
+    sent = [h for h in seen if "X-Amz-Trailer" in h]
+    assert len(sent) >= 4, "boto3 did not use trailer mode"
+    def text(v):
+        return v.decode() if isinstance(v, bytes) else v
+    assert all(text({k.lower(): v for k, v in h.items()}["x-amz-content-sha256"]) == "STREAMING-UNSIGNED-PAYLOAD-TRAILER" for h in sent), sent[:1]
+    assert (data_dir / bucket / "chunked").read_bytes() == body
+    assert (data_dir / bucket / "chunked-mp").read_bytes() == src.read_bytes()
+    h = s3.head_object(Bucket=bucket, Key="chunked", ChecksumMode="ENABLED")
+    assert h["ChecksumCRC32"] == crc32_b64(body)
+    assert "ContentEncoding" not in h
+
+
+def test_boto3_when_required_sends_no_checksum(server, bucket, data_dir):
+    from conftest import make_client
+    s3 = make_client(server.url, request_checksum_calculation="when_required")
+    body = os.urandom(10_000)
+    s3.put_object(Bucket=bucket, Key="plain", Body=body)
+    assert (data_dir / bucket / "plain").read_bytes() == body
+    h = s3.head_object(Bucket=bucket, Key="plain", ChecksumMode="ENABLED")
+    assert "ChecksumCRC32" not in h

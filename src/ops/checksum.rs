@@ -56,6 +56,58 @@ pub fn from_headers(h: &Headers) -> Result<Option<Wanted>, S3Error> {
     Ok(found)
 }
 
+/// The checksum an aws-chunked body promises in its trailer (`x-amz-trailer`), if any. A
+/// checksum both in a header and in the trailer is refused.
+pub fn trailer_alg(
+    h: &Headers,
+    from_headers: Option<&Wanted>,
+) -> Result<Option<ChecksumAlg>, S3Error> {
+    let Some(t) = h.get("x-amz-trailer") else {
+        return Ok(None);
+    };
+    let alg = ChecksumAlg::ALL.into_iter().find(|a| {
+        t.split(',')
+            .any(|n| n.trim().eq_ignore_ascii_case(&a.header()))
+    });
+    match (alg, from_headers) {
+        (Some(_), Some(w)) if w.expected.is_some() => Err(invalid(
+            "A checksum cannot be sent both as a header and as a trailer.".into(),
+        )),
+        (Some(a), Some(w)) if w.alg != a => Err(invalid(
+            "x-amz-sdk-checksum-algorithm does not match the checksum in x-amz-trailer.".into(),
+        )),
+        (a, _) => Ok(a),
+    }
+}
+
+/// The value of a trailer checksum once the body has been read to its end.
+pub fn from_trailer(
+    alg: ChecksumAlg,
+    trailers: Option<&crate::ops::Trailers>,
+) -> Result<Vec<u8>, S3Error> {
+    let header = alg.header();
+    let value = trailers.and_then(|t| {
+        t.borrow()
+            .iter()
+            .find(|(n, _)| *n == header)
+            .map(|(_, v)| v.clone())
+    });
+    let value = value.ok_or_else(|| {
+        S3Error::new(
+            Code::MalformedTrailerError,
+            format!("The request declared the trailer {header} but did not send it."),
+        )
+    })?;
+    util::unbase64(value.trim())
+        .filter(|b| b.len() == alg.digest_len())
+        .ok_or_else(|| {
+            S3Error::new(
+                Code::InvalidRequest,
+                format!("Value for {header} trailer is invalid."),
+            )
+        })
+}
+
 /// Fails with BadDigest when the computed value differs from the claimed one.
 pub fn verify(
     wanted: Option<&Wanted>,

@@ -39,6 +39,7 @@ codes! {
     InvalidToken = 400,
     KeyTooLongError = 400,
     MalformedXML = 400,
+    MalformedTrailerError = 400,
     MetadataTooLarge = 400,
     MethodNotAllowed = 405,
     MissingContentLength = 411,

@@ -102,7 +102,12 @@ pub struct Request<'a> {
     pub expected_sha256: Option<[u8; 32]>,
     /// The access key that signed the request, if any.
     pub access_key: Option<String>,
+    /// Trailer headers of an aws-chunked body, filled in as the body is read to its end.
+    pub trailers: Option<Trailers>,
 }
+
+/// Trailer headers (lower-case name, value) received after an aws-chunked body.
+pub type Trailers = std::rc::Rc<std::cell::RefCell<Vec<(String, String)>>>;
 
 impl Ctx<'_> {
     pub fn check_writable(&self) -> Result<(), S3Error> {

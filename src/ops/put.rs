@@ -117,6 +117,13 @@ pub fn receive(
 ) -> Result<Digests, S3Error> {
     let md5 = headers::content_md5(rq.headers)?;
     let mut wanted = checksum::from_headers(rq.headers)?;
+    let trailer_alg = checksum::trailer_alg(rq.headers, wanted.as_ref())?;
+    if let Some(alg) = trailer_alg {
+        wanted = Some(checksum::Wanted {
+            alg,
+            expected: None,
+        });
+    }
     if wanted.is_none() {
         wanted = default_checksum.map(|alg| checksum::Wanted {
             alg,
@@ -132,6 +139,9 @@ pub fn receive(
     let digests = stream_body(rq.body, writer, hashes, limit)?;
     check_length(rq.content_length, digests.len)?;
     verify_digests(&digests, md5, rq.expected_sha256)?;
+    if let (Some(alg), Some(w)) = (trailer_alg, wanted.as_mut()) {
+        w.expected = Some(checksum::from_trailer(alg, rq.trailers.as_ref())?);
+    }
     checksum::verify(wanted.as_ref(), digests.checksum.as_ref())?;
     Ok(digests)
 }

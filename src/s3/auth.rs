@@ -78,9 +78,19 @@ pub struct SignedParts<'a> {
 /// Checks the request's signature; anonymous when no keys are configured.
 pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Identity, S3Error> {
     if keys.is_empty() {
+        // Anonymous: nothing is verified, but an aws-chunked body must still be unframed.
+        let hash = rq
+            .headers
+            .get("x-amz-content-sha256")
+            .unwrap_or_default()
+            .trim();
+        let payload = match payload_mode(hash) {
+            Ok(p @ Payload::Streaming(_)) => p,
+            _ => Payload::Unsigned,
+        };
         return Ok(Identity {
             access_key: None,
-            payload: Payload::Unsigned,
+            payload,
         });
     }
     if let Some(auth) = rq.headers.get("authorization") {

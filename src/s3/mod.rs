@@ -4,6 +4,7 @@
 //! response carries `x-amz-request-id`; errors become XML in one place.
 
 pub mod auth;
+pub mod chunked;
 pub mod http;
 pub mod route;
 
@@ -204,12 +205,15 @@ fn dispatch_authenticated(
             .with("BucketName", t.bucket.as_str())
         })?;
     }
-    let expected_sha256 = match identity.payload {
-        Payload::Unsigned => None,
-        Payload::Sha256(d) => Some(d),
-        Payload::Streaming(_) => return Err(S3Error::new(Code::NotImplemented, "aws-chunked (STREAMING-*) request bodies are not supported yet; send UNSIGNED-PAYLOAD or a SHA-256 payload hash.")),
+    let (expected_sha256, streaming) = match identity.payload {
+        Payload::Unsigned => (None, None),
+        Payload::Sha256(d) => (Some(d), None),
+        Payload::Streaming(s) => (None, Some(s)),
     };
-    let content_length = content_length(rq, headers)?;
+    let content_length = match &streaming {
+        Some(_) => decoded_length(headers)?,
+        None => content_length(rq, headers)?,
+    };
     let mut opts = app.ops.clone();
     if let Some(ak) = &identity.access_key {
         opts.owner = ak.clone();
@@ -219,17 +223,47 @@ fn dispatch_authenticated(
         opts: &opts,
         now,
     };
+    let trailers = chunked::Trailers::default();
+    let raw_body = rq.as_reader();
+    let mut decoder;
+    let body: &mut dyn std::io::Read = match streaming {
+        Some(s) => {
+            decoder = chunked::ChunkedReader::new(
+                raw_body,
+                s,
+                headers.get("x-amz-trailer"),
+                trailers.clone(),
+            );
+            &mut decoder
+        }
+        None => raw_body,
+    };
     let mut request = Request {
         bucket: t.bucket.clone(),
         key: t.key.clone(),
         query: &t.query,
         headers,
-        body: rq.as_reader(),
+        body,
         content_length,
         expected_sha256,
         access_key: identity.access_key,
+        trailers: Some(trailers),
     };
     dispatch(&ctx, endpoint, &mut request)
+}
+
+/// `x-amz-decoded-content-length`: the object size of an aws-chunked body (the
+/// Content-Length, if any, counts the framing too).
+fn decoded_length(h: &Headers) -> Result<Option<u64>, S3Error> {
+    match h.get("x-amz-decoded-content-length") {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            S3Error::new(
+                Code::InvalidArgument,
+                "x-amz-decoded-content-length is not a valid number.",
+            )
+        }),
+    }
 }
 
 /// The declared body length; a malformed Content-Length is a 400, never "no body".

@@ -7,6 +7,7 @@ mod harness;
 mod auth;
 mod binary;
 mod buckets;
+mod chunked;
 mod list;
 mod multipart;
 mod objects;

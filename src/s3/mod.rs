@@ -116,12 +116,10 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
         Err(e) => e.status(),
     };
     let name = endpoint.map_or_else(|| "-".to_string(), |e| format!("{e:?}"));
+    drain_body(&mut rq);
     let response = match result {
         Ok(r) => r,
-        Err(e) => {
-            drain_body(&mut rq);
-            error_response(&e, &request_id, &method)
-        }
+        Err(e) => error_response(&e, &request_id, &method),
     };
     let sent = http::respond(rq, response, &request_id);
     log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);
@@ -131,10 +129,12 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
 /// tiny_http keeps draining when the request is dropped.
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Reads what is left of a refused request's body. A client that sent `Expect:
-/// 100-continue` is told to continue first: tiny_http cannot close the connection, and it
-/// drains the declared body before reading the next request, so a client left waiting for
-/// a `100` would pin this worker for as long as it keeps the connection open.
+/// Reads what is left of a request's body before answering. For a refused request, a client
+/// that sent `Expect: 100-continue` is told to continue first: tiny_http cannot close the
+/// connection and drains the declared body before the next request, so a client left
+/// waiting for a `100` would pin this worker for as long as it keeps the connection open.
+/// For a chunked body, the final `0` chunk that follows an aws-chunked payload is read here:
+/// tiny_http does not drain chunked bodies, and would parse the rest as the next request.
 fn drain_body(rq: &mut tiny_http::Request) {
     if http::declares_body(rq) {
         let _ = std::io::copy(&mut rq.as_reader().take(DRAIN_LIMIT), &mut std::io::sink());

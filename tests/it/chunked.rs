@@ -151,3 +151,31 @@ fn sigv4a_streaming_is_not_implemented() {
     );
     assert_eq!((r.status, r.code().as_str()), (501, "NotImplemented"));
 }
+
+#[test]
+fn the_connection_stays_in_sync_after_a_nested_chunked_body() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    let data = b"keep-alive".repeat(500);
+    let inner = framed(
+        &data,
+        &format!("x-amz-checksum-crc32:{}\r\n", crc32_b64(&data)),
+    );
+    let mut req = b"PUT /bkt/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n".to_vec();
+    for (n, v) in HDRS {
+        req.extend(format!("{n}: {v}\r\n").as_bytes());
+    }
+    req.extend(b"\r\n");
+    req.extend(format!("{:x}\r\n", inner.len()).as_bytes());
+    req.extend_from_slice(&inner);
+    req.extend(b"\r\n0\r\n\r\n");
+    let mut conn = TcpStream::connect(s.addr).unwrap();
+    conn.write_all(&req).unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).status, 200);
+    // The next request on the same connection is parsed as a request, not as leftovers.
+    conn.write_all(b"GET /bkt/k HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut reader, false);
+    assert_eq!((r.status, r.body.len()), (200, data.len()));
+}

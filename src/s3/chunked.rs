@@ -375,6 +375,35 @@ mod tests {
         assert_eq!(r.unwrap_err(), Code::SignatureDoesNotMatch);
     }
 
+    // The example of the AWS "Signature Calculations for the Authorization Header: Transferring
+    // Payload in Multiple Chunks" page: 65 KiB + 1 KiB of 'a', seed signature from its PUT.
+    #[test]
+    fn aws_published_chunked_example() {
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "20130524",
+            "us-east-1",
+        );
+        let seed = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+        let sigs = [
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+        ];
+        let mut body = Vec::new();
+        for (len, sig) in [(65536usize, sigs[0]), (1024, sigs[1]), (0, sigs[2])] {
+            body.extend(format!("{len:x};chunk-signature={sig}\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(b'a', len));
+            body.extend(b"\r\n");
+        }
+        let (r, _) = decode(
+            &body,
+            streaming("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", key, seed),
+            None,
+        );
+        assert_eq!(r.unwrap().len(), 66560);
+    }
+
     #[test]
     fn signed_trailer_is_verified_and_collected() {
         let key = signing_key("secret", "20130524", "us-east-1");

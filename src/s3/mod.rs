@@ -300,6 +300,7 @@ fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
         Endpoint::GetObject => object::get_object(ctx, rq),
         Endpoint::HeadObject => object::head_object(ctx, rq),
         Endpoint::DeleteObject => object::delete_object(ctx, rq),
+        Endpoint::GetObjectAttributes => object::get_object_attributes(ctx, rq),
         Endpoint::CreateMultipartUpload => multipart::create_multipart_upload(ctx, rq),
         Endpoint::UploadPart => multipart::upload_part(ctx, rq),
         Endpoint::UploadPartCopy => multipart::upload_part_copy(ctx, rq),

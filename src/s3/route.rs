@@ -20,6 +20,7 @@ pub enum Endpoint {
     GetObject,
     HeadObject,
     DeleteObject,
+    GetObjectAttributes,
     CreateMultipartUpload,
     UploadPart,
     UploadPartCopy,
@@ -158,6 +159,13 @@ fn object_endpoint(method: &str, q: &Query, h: &Headers) -> Result<Endpoint, S3E
     if q.has("uploads") || q.has("uploadId") {
         return multipart_endpoint(method, q, h);
     }
+    if q.has("attributes") {
+        return match (method, subresource(q, &["attributes", "versionId"])) {
+            ("GET", None) => Ok(Endpoint::GetObjectAttributes),
+            ("GET", Some(s)) => Err(not_implemented(&format!("The ?{s} subresource"))),
+            _ => Err(method_not_allowed(method)),
+        };
+    }
     let sub = match method {
         "GET" | "HEAD" => subresource(q, &OBJECT_READ_PARAMS),
         _ => subresource(q, &["versionId"]),
@@ -261,6 +269,8 @@ mod tests {
             ("HEAD /b/k?partNumber=1", Ok(HeadObject)),
             ("DELETE /b/k", Ok(DeleteObject)),
             ("GET /b/k?acl", Err(Code::NotImplemented)),
+            ("GET /b/k?attributes", Ok(GetObjectAttributes)),
+            ("PUT /b/k?attributes", Err(Code::MethodNotAllowed)),
             ("PUT /b/k?tagging", Err(Code::NotImplemented)),
             ("DELETE /b/k?tagging", Err(Code::NotImplemented)),
             ("GET /b?policy", Err(Code::NotImplemented)),

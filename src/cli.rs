@@ -21,7 +21,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Kept apart from the parse arms so that a user gets "not supported yet", not "unknown flag".
 #[rustfmt::skip]
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "allow-origin", "auth-proxy", "cert", "client-ca", "dir-cache-time",
+    "auth-proxy", "cert", "client-ca", "dir-cache-time",
     "disable-multipart-streaming", "force-path-style", "gid", "htpasswd", "key", "link-perms",
     "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
@@ -54,6 +54,7 @@ Usage:
 
 Flags:
       --addr stringArray      IPaddress:Port or :Port to bind server to (default 127.0.0.1:8080)
+      --allow-origin string   Origin which cross-domain request (CORS) can be executed from (comma-separated list, or *)
       --auth-key stringArray  Set key pair for v4 authorization: access_key_id,secret_access_key
       --baseurl string        Prefix for URLs - leave blank for root
       --dir-perms FileMode    Directory permissions (default 777)
@@ -85,6 +86,8 @@ pub struct Args {
     pub etag_hash: String,
     /// Without leading or trailing `/`; empty serves from the root.
     pub baseurl: String,
+    /// `--allow-origin`: origins allowed cross-site (comma-separated, or `*`); empty = no CORS.
+    pub allow_origin: String,
     pub file_perms: u32,
     pub dir_perms: u32,
     pub umask: u32,
@@ -111,6 +114,7 @@ impl Default for Args {
             no_cleanup: false,
             etag_hash: "MD5".to_owned(),
             baseurl: String::new(),
+            allow_origin: String::new(),
             file_perms: 0o666,
             dir_perms: 0o777,
             umask: 0o022,
@@ -193,6 +197,7 @@ impl Args {
             "--no-cleanup" => self.no_cleanup = switch(p, flag)?,
             "--etag-hash" => self.etag_hash = typed(p, flag, parse_etag_hash)?,
             "--baseurl" => self.baseurl = typed(p, flag, |s| Ok(s.trim_matches('/').to_owned()))?,
+            "--allow-origin" => self.allow_origin = typed(p, flag, |s| Ok(s.trim().to_owned()))?,
             "--file-perms" => self.file_perms = typed(p, flag, parse_file_mode)?,
             "--dir-perms" => self.dir_perms = typed(p, flag, parse_file_mode)?,
             "--umask" => self.umask = typed(p, flag, parse_file_mode)?,

@@ -23,6 +23,8 @@ pub struct Config {
     pub cleanup: bool,
     pub etag: EtagAlg,
     pub baseurl: String,
+    /// Origins allowed cross-site (`*` for any); empty means no CORS headers at all.
+    pub allow_origins: Vec<String>,
     pub file_perms: u32,
     pub dir_perms: u32,
     pub umask: u32,
@@ -74,6 +76,12 @@ impl Config {
             cleanup: !a.no_cleanup,
             etag,
             baseurl: a.baseurl.trim_matches('/').to_string(),
+            allow_origins: a
+                .allow_origin
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
             file_perms: a.file_perms,
             dir_perms: a.dir_perms,
             umask: a.umask,
@@ -97,6 +105,7 @@ impl Config {
             cleanup: true,
             etag: EtagAlg::Md5,
             baseurl: String::new(),
+            allow_origins: Vec::new(),
             file_perms: 0o666,
             dir_perms: 0o777,
             umask: 0o022,

@@ -20,6 +20,7 @@ macro_rules! codes {
 
 codes! {
     AccessDenied = 403,
+    AccessForbidden = 403,
     AuthorizationHeaderMalformed = 400,
     AuthorizationQueryParametersError = 400,
     BadDigest = 400,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod chunked;
+pub mod cors;
 pub mod http;
 pub mod route;
 
@@ -25,6 +26,8 @@ pub struct App {
     pub keys: Keys,
     /// `--baseurl` without slashes; "" when unset.
     pub baseurl: String,
+    /// `--allow-origin`; `None` sends no CORS headers.
+    pub cors: Option<cors::Cors>,
 }
 
 /// A request's target split into its parts.
@@ -110,17 +113,23 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
     let request_id = util::unique_token();
     let method = rq.method().as_str().to_string();
     let headers = headers_of(&rq);
-    let (result, endpoint) = process(app, &mut rq, &method, &headers);
+    let (result, endpoint) = match &app.cors {
+        Some(cors) if method == "OPTIONS" => (cors.preflight(&headers), None),
+        _ => process(app, &mut rq, &method, &headers),
+    };
     let status = match &result {
         Ok(r) => r.status,
         Err(e) => e.status(),
     };
     let name = endpoint.map_or_else(|| "-".to_string(), |e| format!("{e:?}"));
     drain_body(&mut rq);
-    let response = match result {
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, &request_id, &method),
     };
+    if let Some(cors) = &app.cors {
+        response = cors.decorate(&headers, response);
+    }
     let sent = http::respond(rq, response, &request_id);
     log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);
 }

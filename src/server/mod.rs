@@ -103,6 +103,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         ops,
         keys: Keys::new(&config.auth_keys),
         baseurl: config.baseurl.clone(),
+        cors: s3::cors::Cors::new(&config.allow_origins),
     })
 }
 

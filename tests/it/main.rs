@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod buckets;
 mod chunked;
+mod cors;
 mod list;
 mod multipart;
 mod objects;

@@ -22,7 +22,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 #[rustfmt::skip]
 const NOT_YET_SUPPORTED: &[&str] = &[
     "auth-proxy", "cert", "client-ca", "dir-cache-time",
-    "disable-multipart-streaming", "force-path-style", "gid", "htpasswd", "key", "link-perms",
+    "disable-multipart-streaming", "gid", "htpasswd", "key", "link-perms",
     "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
     "realm", "response-header", "salt", "server-read-timeout", "server-write-timeout", "uid",
@@ -59,6 +59,7 @@ Flags:
       --baseurl string        Prefix for URLs - leave blank for root
       --dir-perms FileMode    Directory permissions (default 777)
       --etag-hash string      Which hash to use for the ETag: MD5, SHA1, SHA256, auto, or blank for off (default \"MD5\")
+      --force-path-style      If true use path style access if false use virtual hosted style (default true)
       --file-perms FileMode   File permissions (default 666)
   -h, --help                  Print this help and exit
       --log-file string       Log everything to this file (default standard error)
@@ -72,6 +73,7 @@ Flags:
       --umask FileMode        Override the permission bits set by the filesystem (default 022)
   -v, --verbose count         Print lots more stuff (repeat for more)
   -V, --version               Print the version number and exit
+      --vhost-domain string   Base domain of virtual-hosted-style requests (bucket.DOMAIN), with --force-path-style=false
       --workers int           Number of threads serving requests (default automatic)
 ";
 
@@ -86,6 +88,10 @@ pub struct Args {
     pub etag_hash: String,
     /// Without leading or trailing `/`; empty serves from the root.
     pub baseurl: String,
+    /// `--force-path-style` (default true); false enables virtual-hosted style.
+    pub force_path_style: bool,
+    /// `--vhost-domain` (ours): the domain buckets are subdomains of.
+    pub vhost_domain: String,
     /// `--allow-origin`: origins allowed cross-site (comma-separated, or `*`); empty = no CORS.
     pub allow_origin: String,
     pub file_perms: u32,
@@ -115,6 +121,8 @@ impl Default for Args {
             etag_hash: "MD5".to_owned(),
             baseurl: String::new(),
             allow_origin: String::new(),
+            force_path_style: true,
+            vhost_domain: String::new(),
             file_perms: 0o666,
             dir_perms: 0o777,
             umask: 0o022,
@@ -197,6 +205,8 @@ impl Args {
             "--no-cleanup" => self.no_cleanup = switch(p, flag)?,
             "--etag-hash" => self.etag_hash = typed(p, flag, parse_etag_hash)?,
             "--baseurl" => self.baseurl = typed(p, flag, |s| Ok(s.trim_matches('/').to_owned()))?,
+            "--force-path-style" => self.force_path_style = switch(p, flag)?,
+            "--vhost-domain" => self.vhost_domain = typed(p, flag, |s| Ok(s.trim().to_owned()))?,
             "--allow-origin" => self.allow_origin = typed(p, flag, |s| Ok(s.trim().to_owned()))?,
             "--file-perms" => self.file_perms = typed(p, flag, parse_file_mode)?,
             "--dir-perms" => self.dir_perms = typed(p, flag, parse_file_mode)?,

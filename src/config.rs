@@ -23,6 +23,8 @@ pub struct Config {
     pub cleanup: bool,
     pub etag: EtagAlg,
     pub baseurl: String,
+    /// Base domain for virtual-hosted-style requests; `None`: path style only.
+    pub vhost_domain: Option<String>,
     /// Origins allowed cross-site (`*` for any); empty means no CORS headers at all.
     pub allow_origins: Vec<String>,
     pub file_perms: u32,
@@ -76,6 +78,7 @@ impl Config {
             cleanup: !a.no_cleanup,
             etag,
             baseurl: a.baseurl.trim_matches('/').to_string(),
+            vhost_domain: vhost_domain(a)?,
             allow_origins: a
                 .allow_origin
                 .split(',')
@@ -106,6 +109,7 @@ impl Config {
             etag: EtagAlg::Md5,
             baseurl: String::new(),
             allow_origins: Vec::new(),
+            vhost_domain: None,
             file_perms: 0o666,
             dir_perms: 0o777,
             umask: 0o022,
@@ -132,6 +136,18 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("--addr {s:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("--addr {s:?}: resolves to no address"))
+}
+
+/// Virtual-hosted style needs both `--force-path-style=false` (rclone's switch) and the
+/// base domain to strip from `Host` (`--vhost-domain`, ours: rclone has none and guesses).
+fn vhost_domain(a: &Args) -> Result<Option<String>, String> {
+    let domain = a.vhost_domain.trim().trim_matches('.').to_ascii_lowercase();
+    match (a.force_path_style, domain.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some(domain)),
+        (false, true) => Err("--force-path-style=false: needs --vhost-domain DOMAIN (the host name buckets are subdomains of)".into()),
+        (true, false) => Err("--vhost-domain: needs --force-path-style=false".into()),
+    }
 }
 
 fn log_level(a: &Args) -> Result<log::LevelFilter, String> {

@@ -75,3 +75,37 @@ def test_one_worker_still_serves_everything(start_server):
     for i in range(20):
         s3.put_object(Bucket=b, Key=f"k{i}", Body=b"x")
     assert s3.list_objects_v2(Bucket=b)["KeyCount"] == 20
+
+
+def test_virtual_hosted_style_with_boto3(start_server, monkeypatch):
+    import socket
+    srv = start_server("--force-path-style=false", "--vhost-domain", "s3.test")
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if isinstance(host, str) and (host == "s3.test" or host.endswith(".s3.test")):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    seen_hosts = []
+    s3 = make_client(f"http://s3.test:{srv.port}", s3={"addressing_style": "virtual"})
+    s3.meta.events.register("before-send.s3.*", lambda request, **kw: seen_hosts.append(request.url))
+    b = unique_bucket_name("vhost")
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="a/b.txt", Body=b"virtual")
+    assert s3.get_object(Bucket=b, Key="a/b.txt")["Body"].read() == b"virtual"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=b)["Contents"]] == ["a/b.txt"]
+    assert any(u.startswith(f"http://{b}.s3.test:") for u in seen_hosts), seen_hosts
+    assert (srv.data_dir / b / "a" / "b.txt").read_bytes() == b"virtual"
+    # Path style on the same server, and ListBuckets on the bare domain.
+    path = make_client(srv.url)
+    assert path.get_object(Bucket=b, Key="a/b.txt")["Body"].read() == b"virtual"
+    assert b in [x["Name"] for x in s3.list_buckets()["Buckets"]]
+
+
+def test_force_path_style_false_needs_a_domain(tmp_path):
+    import subprocess
+    from conftest import S3SERVE_BIN
+    p = subprocess.run([S3SERVE_BIN, "--force-path-style=false", str(tmp_path)], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "--vhost-domain" in p.stderr

@@ -28,6 +28,9 @@ pub struct App {
     pub baseurl: String,
     /// `--allow-origin`; `None` sends no CORS headers.
     pub cors: Option<cors::Cors>,
+    /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
+    /// `--force-path-style=false`); `None` means path style only.
+    pub vhost_domain: Option<String>,
 }
 
 /// A request's target split into its parts.
@@ -40,7 +43,9 @@ struct Target {
     query: Query,
 }
 
-fn parse_target(url: &str, baseurl: &str) -> Result<Target, S3Error> {
+/// Splits the request target. With `vhost_bucket` (virtual-hosted style) the whole path is
+/// the key; otherwise the first path segment is the bucket.
+fn parse_target(url: &str, baseurl: &str, vhost_bucket: Option<&str>) -> Result<Target, S3Error> {
     let url = strip_absolute_form(url);
     let (raw_path, raw_query) = url.split_once('?').unwrap_or((url, ""));
     let bad = || {
@@ -63,7 +68,10 @@ fn parse_target(url: &str, baseurl: &str) -> Result<Target, S3Error> {
         };
     }
     let path = path.strip_prefix('/').unwrap_or(path);
-    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    let (bucket, key) = match vhost_bucket {
+        Some(b) => (b, path),
+        None => path.split_once('/').unwrap_or((path, "")),
+    };
     let query = Query(
         raw_query
             .split('&')
@@ -82,6 +90,27 @@ fn parse_target(url: &str, baseurl: &str) -> Result<Target, S3Error> {
         key: util::percent_decode(key).ok_or_else(bad)?,
         query,
     })
+}
+
+/// The bucket named by the `Host` header under a configured base domain
+/// (`bucket.s3.example:8080` → `bucket`). The bare domain, IP literals and other hosts are
+/// path style. Never "the first label" of an arbitrary host.
+fn vhost_bucket(host: Option<&str>, domain: Option<&str>) -> Option<String> {
+    let (host, domain) = (host?.trim(), domain?);
+    if host.starts_with('[') {
+        return None; // an IPv6 literal
+    }
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let suffix = format!(".{}", domain.to_ascii_lowercase());
+    name.strip_suffix(&suffix)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
 }
 
 fn strip_absolute_form(url: &str) -> &str {
@@ -174,7 +203,8 @@ fn process(
     method: &str,
     headers: &Headers,
 ) -> (OpResult, Option<Endpoint>) {
-    let target = match parse_target(rq.url(), &app.baseurl) {
+    let vhost = vhost_bucket(headers.get("host"), app.vhost_domain.as_deref());
+    let target = match parse_target(rq.url(), &app.baseurl, vhost.as_deref()) {
         Ok(t) => t,
         Err(e) => return (Err(e), None),
     };
@@ -326,19 +356,49 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = parse_target("/b/a%20b/c+d?prefix=x+y&delete", "").unwrap();
+        let t = parse_target("/b/a%20b/c+d?prefix=x+y&delete", "", None).unwrap();
         assert_eq!((t.bucket.as_str(), t.key.as_str()), ("b", "a b/c+d"));
         assert_eq!(t.query.get("prefix"), Some("x y"));
         assert!(t.query.has("delete"));
-        let t = parse_target("/s3/b/k", "s3").unwrap();
+        let t = parse_target("/s3/b/k", "s3", None).unwrap();
         assert_eq!(
             (t.bucket.as_str(), t.key.as_str(), t.raw_path.as_str()),
             ("b", "k", "/s3/b/k")
         );
-        assert!(parse_target("/other/b", "s3").is_err());
-        assert!(parse_target("/s3x/b", "s3").is_err());
-        let t = parse_target("http://host:1/b/k", "").unwrap();
+        assert!(parse_target("/other/b", "s3", None).is_err());
+        assert!(parse_target("/s3x/b", "s3", None).is_err());
+        let t = parse_target("http://host:1/b/k", "", None).unwrap();
         assert_eq!(t.key, "k");
-        assert!(parse_target("/b/%ff", "").is_err());
+        assert!(parse_target("/b/%ff", "", None).is_err());
+        let t = parse_target("/a/b.txt", "", Some("photos")).unwrap();
+        assert_eq!((t.bucket.as_str(), t.key.as_str()), ("photos", "a/b.txt"));
+        let t = parse_target("/", "", Some("photos")).unwrap();
+        assert_eq!((t.bucket.as_str(), t.key.as_str()), ("photos", ""));
+    }
+
+    #[test]
+    fn virtual_hosts_only_under_the_base_domain() {
+        let d = Some("s3.example.com");
+        assert_eq!(
+            vhost_bucket(Some("photos.s3.example.com:8080"), d),
+            Some("photos".into())
+        );
+        assert_eq!(
+            vhost_bucket(Some("my.dotted.bucket.s3.example.com"), d),
+            Some("my.dotted.bucket".into())
+        );
+        assert_eq!(vhost_bucket(Some("s3.example.com:8080"), d), None);
+        assert_eq!(vhost_bucket(Some("127.0.0.1:8080"), d), None);
+        assert_eq!(vhost_bucket(Some("[::1]:8080"), d), None);
+        assert_eq!(vhost_bucket(Some("evil-s3.example.com"), d), None);
+        assert_eq!(vhost_bucket(Some("photos.s3.example.com"), None), None);
+        assert_eq!(
+            vhost_bucket(Some("localhost:8080"), Some("localhost")),
+            None
+        );
+        assert_eq!(
+            vhost_bucket(Some("b1.localhost:8080"), Some("localhost")),
+            Some("b1".into())
+        );
     }
 }

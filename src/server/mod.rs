@@ -104,6 +104,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         keys: Keys::new(&config.auth_keys),
         baseurl: config.baseurl.clone(),
         cors: s3::cors::Cors::new(&config.allow_origins),
+        vhost_domain: config.vhost_domain.clone(),
     })
 }
 

@@ -186,3 +186,62 @@ fn delete_objects_with_quiet_and_errors() {
         "MalformedXML"
     );
 }
+
+#[test]
+fn virtual_hosted_and_path_style_on_one_server() {
+    let dir = TempDir::new();
+    let mut c = config(&dir.0);
+    c.vhost_domain = Some("s3.test".into());
+    let s = start(c);
+    s.create_bucket("photos");
+    let port = s.addr.port();
+    let base: url::Url = format!("http://s3.test:{port}").parse().unwrap();
+    let b = rusty_s3::Bucket::new(
+        base,
+        rusty_s3::UrlStyle::VirtualHost,
+        "photos".to_string(),
+        "us-east-1",
+    )
+    .unwrap();
+    use rusty_s3::S3Action;
+    let send = |method: &str, url: url::Url, body: &[u8]| {
+        let host = format!("{}:{port}", url.host_str().unwrap());
+        assert_eq!(host, format!("photos.s3.test:{port}"));
+        let target = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        raw_exchange(s.addr, &bytes, false)
+    };
+    let put = send(
+        "PUT",
+        b.put_object(Some(&s.creds), "dir/cat.jpg")
+            .sign(std::time::Duration::from_secs(60)),
+        b"meow",
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        std::fs::read(dir.0.join("photos/dir/cat.jpg")).unwrap(),
+        b"meow"
+    );
+    let get = send(
+        "GET",
+        b.get_object(Some(&s.creds), "dir/cat.jpg")
+            .sign(std::time::Duration::from_secs(60)),
+        b"",
+    );
+    assert_eq!(get.text(), "meow");
+    let list = send(
+        "GET",
+        rusty_s3::actions::ListObjectsV2::new(&b, Some(&s.creds))
+            .sign(std::time::Duration::from_secs(60)),
+        b"",
+    );
+    assert!(
+        list.text().contains("<Key>dir/cat.jpg</Key>"),
+        "{}",
+        list.text()
+    );
+    // Path style keeps working on the same server (an IP literal host).
+    assert_eq!(s.get("photos", "dir/cat.jpg", &[]).text(), "meow");
+}

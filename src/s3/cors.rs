@@ -66,7 +66,16 @@ impl Cors {
     }
 
     /// Adds CORS headers to a response for a request from an allowed origin.
+    /// A preflight answer already has them: one `Access-Control-Allow-Origin` only, or
+    /// browsers refuse the response.
     pub fn decorate(&self, h: &Headers, mut resp: Response) -> Response {
+        if resp
+            .headers
+            .iter()
+            .any(|(n, _)| n == "Access-Control-Allow-Origin")
+        {
+            return resp;
+        }
         resp = resp.header("Vary", "Origin");
         let Some(allow) = h.get("origin").and_then(|o| self.allow(o)) else {
             return resp;

@@ -36,6 +36,11 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The secret of an access key.
+    pub fn secret(&self, access_key: &str) -> Option<&str> {
+        self.0.get(access_key).map(String::as_str)
+    }
 }
 
 /// How the body is covered by the signature.

@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod chunked;
 pub mod cors;
+pub mod form;
 pub mod http;
+pub mod post;
 pub mod route;
 
 use std::io::Read;
@@ -228,6 +230,22 @@ fn dispatch_authenticated(
     endpoint: Endpoint,
 ) -> OpResult {
     let now = SystemTime::now();
+    if endpoint == Endpoint::PostObject {
+        // Signed by the form's policy, not by headers: checked inside, before the file.
+        crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
+            S3Error::new(
+                Code::InvalidBucketName,
+                "The specified bucket is not valid.",
+            )
+            .with("BucketName", t.bucket.as_str())
+        })?;
+        let ctx = Ctx {
+            vfs: &app.vfs,
+            opts: &app.ops,
+            now,
+        };
+        return post::post_object(&ctx, &app.keys, &t.bucket, headers, rq.as_reader());
+    }
     let parts = SignedParts {
         method,
         raw_path: &t.raw_path,
@@ -321,6 +339,14 @@ fn content_length(rq: &tiny_http::Request, h: &Headers) -> Result<Option<u64>, S
     }
 }
 
+/// POST Object is answered before header authentication (see `dispatch_authenticated`).
+fn unreachable_post() -> OpResult {
+    Err(S3Error::new(
+        Code::InternalError,
+        "POST Object reached the header-signed path.",
+    ))
+}
+
 /// The only `match` over operations.
 fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
     use ops::{bucket, copy, delete, list, multipart, object, put};
@@ -340,6 +366,7 @@ fn dispatch(ctx: &Ctx, endpoint: Endpoint, rq: &mut Request) -> OpResult {
         Endpoint::HeadObject => object::head_object(ctx, rq),
         Endpoint::DeleteObject => object::delete_object(ctx, rq),
         Endpoint::GetObjectAttributes => object::get_object_attributes(ctx, rq),
+        Endpoint::PostObject => unreachable_post(),
         Endpoint::CreateMultipartUpload => multipart::create_multipart_upload(ctx, rq),
         Endpoint::UploadPart => multipart::upload_part(ctx, rq),
         Endpoint::UploadPartCopy => multipart::upload_part_copy(ctx, rq),

@@ -21,6 +21,7 @@ pub enum Endpoint {
     HeadObject,
     DeleteObject,
     GetObjectAttributes,
+    PostObject,
     CreateMultipartUpload,
     UploadPart,
     UploadPartCopy,
@@ -144,7 +145,7 @@ fn bucket_endpoint(method: &str, q: &Query) -> Result<Endpoint, S3Error> {
         ("DELETE", None) => Ok(Endpoint::DeleteBucket),
         ("HEAD", None) => Ok(Endpoint::HeadBucket),
         ("POST", Some("delete")) => Ok(Endpoint::DeleteObjects),
-        ("POST", None) => Err(not_implemented("Browser form upload (POST Object)")),
+        ("POST", None) => Ok(Endpoint::PostObject),
         ("GET" | "PUT" | "DELETE" | "HEAD" | "POST", Some("uploads")) => {
             Err(not_implemented("Multipart upload"))
         }
@@ -253,6 +254,7 @@ mod tests {
             ("GET /b?list-type=2&prefix=a", Ok(ListObjectsV2)),
             ("GET /b?prefix=a&encoding-type=url", Ok(ListObjects)),
             ("POST /b?delete", Ok(DeleteObjects)),
+            ("POST /b", Ok(PostObject)),
             ("PUT /b/k", Ok(PutObject)),
             ("PUT /b/k?x-id=PutObject", Ok(PutObject)),
             ("PUT /b/k COPY", Ok(CopyObject)),

@@ -7,6 +7,7 @@ use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
+use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::WriteCheck;
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, percent-decoded once.
@@ -38,6 +39,29 @@ pub fn parse_copy_source(raw: &str) -> Result<(String, String), S3Error> {
         return Err(bad());
     }
     Ok((bucket.to_string(), key.to_string()))
+}
+
+/// `x-amz-checksum-algorithm` on a copy asks for that checksum on the new object.
+fn requested_checksum(rq: &Request) -> Result<Option<ChecksumAlg>, S3Error> {
+    match rq.headers.get("x-amz-checksum-algorithm") {
+        None => Ok(None),
+        Some(a) => ChecksumAlg::parse(a).map(Some).ok_or_else(|| {
+            S3Error::new(
+                Code::InvalidRequest,
+                format!("Checksum algorithm {a:?} is not supported."),
+            )
+        }),
+    }
+}
+
+/// Reads an object once to compute a checksum the copy must carry (the bytes themselves are
+/// copied on the disk, without passing through here).
+fn checksum_of(ctx: &Ctx, src: (&str, &str), alg: ChecksumAlg) -> Result<Vec<u8>, S3Error> {
+    let mut reader = ctx.vfs.open(src.0, src.1)?;
+    let hashes = crate::vfs::Hashes::new(false, false, false).with_checksum(Some(alg));
+    let digests =
+        crate::ops::put::stream_body(&mut reader.body, &mut std::io::sink(), hashes, u64::MAX)?;
+    Ok(digests.checksum.map(|(_, v)| v).unwrap_or_default())
 }
 
 pub fn copy_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
@@ -91,7 +115,7 @@ pub fn copy_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .copy((&sb, &sk), (&rq.bucket, &rq.key))
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
     let src_meta = src.meta.clone().unwrap_or_default();
-    let meta = match new_meta {
+    let mut meta = match new_meta {
         Some(mut m) => {
             m.etag = src_meta.etag.clone();
             m.etag_alg = src_meta.etag_alg.clone();
@@ -100,6 +124,15 @@ pub fn copy_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         }
         None => src_meta,
     };
+    if let Some(alg) = requested_checksum(rq)? {
+        let have = crate::ops::checksum::stored(&meta)
+            .is_some_and(|(a, _, kind)| a == alg && kind == crate::ops::checksum::FULL_OBJECT);
+        if !have {
+            let value = checksum_of(ctx, (&sb, &sk), alg)
+                .map_err(|e| e.with_resource(src_resource.clone()))?;
+            crate::ops::checksum::store(&mut meta, Some(&(alg, value)));
+        }
+    }
     let mtime = if ctx.opts.no_modtime {
         None
     } else {
@@ -114,6 +147,10 @@ pub fn copy_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
     w.elem("LastModified", &util::iso8601(info.mtime));
     if let Some(etag) = &meta.etag {
         w.elem("ETag", &quote(etag));
+    }
+    if let Some((alg, value, kind)) = crate::ops::checksum::stored(&meta) {
+        w.elem(&alg.element(), value);
+        w.elem("ChecksumType", kind);
     }
     w.close("CopyObjectResult");
     Ok(Response::xml(200, w.finish()))

@@ -18,6 +18,9 @@ pub enum Storage {
 pub struct Config {
     pub storage: Storage,
     pub addrs: Vec<SocketAddr>,
+    /// Unix-socket listeners (`unix:///path` or an absolute path). Requests on them skip
+    /// authentication, as in rclone: the socket's file permissions are the access control.
+    pub unix_sockets: Vec<PathBuf>,
     pub auth_keys: Vec<(String, String)>,
     pub read_only: bool,
     pub cleanup: bool,
@@ -62,17 +65,21 @@ impl Config {
             }
             p => Storage::Local(PathBuf::from(p)),
         };
-        let addrs = a
-            .addrs
-            .iter()
-            .map(|s| parse_addr(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut addrs = Vec::new();
+        let mut unix_sockets = Vec::new();
+        for spec in &a.addrs {
+            match unix_socket_path(spec) {
+                Some(path) => unix_sockets.push(path),
+                None => addrs.push(parse_addr(spec)?),
+            }
+        }
         let etag = EtagAlg::parse(&a.etag_hash)
             .ok_or_else(|| format!("--etag-hash: unknown hash {:?}", a.etag_hash))?;
         let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
         Ok(Config {
             storage,
             addrs,
+            unix_sockets,
             auth_keys: a.auth_keys.clone(),
             read_only: a.read_only,
             cleanup: !a.no_cleanup,
@@ -103,6 +110,7 @@ impl Config {
         Config {
             storage,
             addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            unix_sockets: Vec::new(),
             auth_keys: Vec::new(),
             read_only: false,
             cleanup: true,
@@ -124,8 +132,19 @@ impl Config {
     }
 }
 
+/// `unix:///path/to.sock` or a bare absolute path names a unix socket.
+fn unix_socket_path(spec: &str) -> Option<PathBuf> {
+    match spec.strip_prefix("unix://") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => spec.starts_with('/').then(|| PathBuf::from(spec)),
+    }
+}
+
 /// `host:port`, `:port` (all interfaces, as rclone), `[::1]:port`; port 0 picks a free port.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if s.starts_with("tls://") {
+        return Err(format!("--addr {s:?}: TLS listeners are not supported yet"));
+    }
     let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
     let full = if s.starts_with(':') {
         format!("0.0.0.0{s}")
@@ -193,6 +212,24 @@ mod tests {
         assert_eq!(c.storage, Storage::Local("data".into()));
         assert_eq!(c.addrs[0], "0.0.0.0:0".parse().unwrap());
         assert_eq!(c.addrs[1].port(), 9000);
+        let u = Config::from_args(&args(&[
+            "--addr",
+            "unix:///run/s3.sock",
+            "--addr",
+            "/tmp/b.sock",
+            "--addr",
+            "http://127.0.0.1:1",
+            "d",
+        ]))
+        .unwrap();
+        assert_eq!(
+            u.unix_sockets,
+            vec![PathBuf::from("/run/s3.sock"), PathBuf::from("/tmp/b.sock")]
+        );
+        assert_eq!(u.addrs.len(), 1);
+        assert!(Config::from_args(&args(&["--addr", "tls://:443", "d"]))
+            .unwrap_err()
+            .contains("TLS"));
         assert_eq!(c.baseurl, "s3");
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.etag, EtagAlg::Md5);

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    announce(&config, &running.addrs);
+    announce(&config, &running.listening);
     for sig in signals.forever() {
         match sig {
             SIGHUP => logger::reopen(),
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn announce(config: &Config, addrs: &[std::net::SocketAddr]) {
+fn announce(config: &Config, listening: &[String]) {
     match &config.storage {
         Storage::Local(p) => log::warn!(
             "serving {}",
@@ -63,8 +63,11 @@ fn announce(config: &Config, addrs: &[std::net::SocketAddr]) {
             "no --auth-key given: access is anonymous, anyone who can connect can read and write"
         );
     }
-    for a in addrs {
-        log::warn!("listening on http://{a}");
+    for l in listening {
+        log::warn!("listening on {l}");
+    }
+    if !config.unix_sockets.is_empty() && !config.auth_keys.is_empty() {
+        log::warn!("requests on unix sockets are not authenticated: the socket file's permissions decide who may connect");
     }
 }
 

@@ -109,3 +109,18 @@ def test_force_path_style_false_needs_a_domain(tmp_path):
     from conftest import S3SERVE_BIN
     p = subprocess.run([S3SERVE_BIN, "--force-path-style=false", str(tmp_path)], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 and "--vhost-domain" in p.stderr
+
+
+def test_unix_socket_with_curl(start_server, tmp_path):
+    import subprocess
+    sock = tmp_path / "s3serve.sock"
+    srv = start_server("--addr", f"unix://{sock}")
+    r = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", str(sock),
+                        "-X", "PUT", "http://localhost/viaunix"], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip().endswith("200"), r
+    r = subprocess.run(["curl", "-s", "--unix-socket", str(sock), "http://localhost/"], capture_output=True, text=True, timeout=30)
+    assert "<Name>viaunix</Name>" in r.stdout, r
+    assert (srv.data_dir / "viaunix").is_dir()
+    # The same server's TCP listener still wants a signature.
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", srv.url + "/"], capture_output=True, text=True, timeout=30)
+    assert r.stdout == "403"

@@ -230,6 +230,14 @@ fn dispatch_authenticated(
     endpoint: Endpoint,
 ) -> OpResult {
     let now = SystemTime::now();
+    // Unix-socket requests are not authenticated (as in rclone): whoever may open the socket
+    // file may use the server. tiny_http gives them no peer address.
+    let anonymous = Keys::default();
+    let keys = if rq.remote_addr().is_none() {
+        &anonymous
+    } else {
+        &app.keys
+    };
     if endpoint == Endpoint::PostObject {
         // Signed by the form's policy, not by headers: checked inside, before the file.
         crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
@@ -244,7 +252,7 @@ fn dispatch_authenticated(
             opts: &app.ops,
             now,
         };
-        return post::post_object(&ctx, &app.keys, &t.bucket, headers, rq.as_reader());
+        return post::post_object(&ctx, keys, &t.bucket, headers, rq.as_reader());
     }
     let parts = SignedParts {
         method,
@@ -252,7 +260,7 @@ fn dispatch_authenticated(
         raw_query: &t.raw_query,
         headers,
     };
-    let identity = auth::authenticate(&app.keys, &parts, now)?;
+    let identity = auth::authenticate(keys, &parts, now)?;
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
         crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
             S3Error::new(

@@ -25,7 +25,10 @@ const PUMP_TICK: Duration = Duration::from_millis(100);
 
 /// A started server; dropping it does not stop it, call [`Running::shutdown`].
 pub struct Running {
+    /// The TCP addresses bound (with the real port when 0 was asked).
     pub addrs: Vec<SocketAddr>,
+    /// Every listener as a URL (`http://…`, `unix://…`), for the start-up log.
+    pub listening: Vec<String>,
     stop: Arc<AtomicBool>,
     pumps: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -112,6 +115,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
 pub fn start(config: &Config) -> Result<Running, String> {
     let app = Arc::new(build_app(config)?);
     let mut servers = Vec::new();
+    let mut addrs = Vec::new();
     for addr in &config.addrs {
         let listener = TcpListener::bind(addr).map_err(|e| format!("--addr {addr}: {e}"))?;
         // Accepted sockets inherit TCP_NODELAY: without it keep-alive clients wait 40 ms for
@@ -121,11 +125,15 @@ pub fn start(config: &Config) -> Result<Running, String> {
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| format!("--addr {addr}: {e}"))?;
-        servers.push((local, server));
+        servers.push((format!("http://{local}"), server));
+        addrs.push(local);
+    }
+    for path in &config.unix_sockets {
+        servers.push((format!("unix://{}", path.display()), bind_unix(path)?));
     }
     let (tx, rx) = bounded(config.queue);
     let stop = Arc::new(AtomicBool::new(false));
-    let addrs = servers.iter().map(|(a, _)| *a).collect();
+    let listening = servers.iter().map(|(l, _)| l.clone()).collect();
     let pumps = servers
         .into_iter()
         .map(|(addr, server)| spawn_pump(addr, server, tx.clone(), stop.clone()))
@@ -136,6 +144,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let expire = spawn_expire(app, config.multipart_expiry);
     Ok(Running {
         addrs,
+        listening,
         stop,
         pumps,
         workers,
@@ -143,8 +152,24 @@ pub fn start(config: &Config) -> Result<Running, String> {
     })
 }
 
+/// Binds a unix socket, replacing a stale socket file (never any other kind of file).
+fn bind_unix(path: &std::path::Path) -> Result<tiny_http::Server, String> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if !md.file_type().is_socket() {
+            return Err(format!(
+                "--addr {}: exists and is not a socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("--addr {}: removing the stale socket: {e}", path.display()))?;
+    }
+    tiny_http::Server::http_unix(path).map_err(|e| format!("--addr {}: {e}", path.display()))
+}
+
 fn spawn_pump(
-    addr: SocketAddr,
+    addr: String,
     server: tiny_http::Server,
     tx: Sender<tiny_http::Request>,
     stop: Arc<AtomicBool>,

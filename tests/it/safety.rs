@@ -201,3 +201,31 @@ fn refused_expect_continue_requests_do_not_pin_a_worker() {
     assert_eq!(r.status, 403);
     drop(conn);
 }
+
+#[test]
+fn unix_socket_listener_replaces_a_stale_socket_and_skips_auth() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = TempDir::new();
+    let sock = dir.0.join("s3.sock");
+    drop(UnixListener::bind(&sock).unwrap()); // a stale socket file left by a previous run
+    let mut c = config(&dir.0.join("data"));
+    c.unix_sockets = vec![sock.clone()];
+    let s = start(c);
+    let mut u = UnixStream::connect(&sock).unwrap();
+    u.write_all(b"PUT /viaunix HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut reader = std::io::BufReader::new(u.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).status, 200);
+    u.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_response(&mut reader, false);
+    assert!(r.text().contains("<Name>viaunix</Name>"), "{}", r.text());
+    // The TCP listener of the same server still demands signatures.
+    assert_eq!(s.raw("GET", "/", &[], b"").status, 403);
+    // A path that is not a socket is never removed.
+    let plain = dir.0.join("plain");
+    std::fs::write(&plain, b"keep").unwrap();
+    let mut c = config(&dir.0.join("data2"));
+    c.unix_sockets = vec![plain.clone()];
+    assert!(s3serve::server::start(&c).is_err());
+    assert_eq!(std::fs::read(&plain).unwrap(), b"keep");
+}

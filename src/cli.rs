@@ -25,7 +25,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "disable-multipart-streaming", "gid", "htpasswd", "key", "link-perms",
     "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
-    "realm", "response-header", "salt", "server-read-timeout", "server-write-timeout", "uid",
+    "realm", "salt", "server-read-timeout", "server-write-timeout", "uid",
     "user", "user-from-header", "vfs-block-norm-dupes", "vfs-cache-max-age",
     "vfs-cache-max-size", "vfs-cache-min-free-space", "vfs-cache-mode",
     "vfs-cache-poll-interval", "vfs-case-insensitive", "vfs-disk-space-total-size",
@@ -70,6 +70,7 @@ Flags:
       --no-modtime            Don't read/write the modification time (can speed things up)
   -q, --quiet                 Print as little stuff as possible
       --read-only             Only allow read-only access
+      --response-header stringArray  Set HTTP header for all responses, overriding existing values (\"Name: value\")
       --umask FileMode        Override the permission bits set by the filesystem (default 022)
   -v, --verbose count         Print lots more stuff (repeat for more)
   -V, --version               Print the version number and exit
@@ -92,6 +93,8 @@ pub struct Args {
     pub force_path_style: bool,
     /// `--vhost-domain` (ours): the domain buckets are subdomains of.
     pub vhost_domain: String,
+    /// `--response-header "Name: value"`, repeatable: set on every response.
+    pub response_headers: Vec<String>,
     /// `--allow-origin`: origins allowed cross-site (comma-separated, or `*`); empty = no CORS.
     pub allow_origin: String,
     pub file_perms: u32,
@@ -121,6 +124,7 @@ impl Default for Args {
             etag_hash: "MD5".to_owned(),
             baseurl: String::new(),
             allow_origin: String::new(),
+            response_headers: Vec::new(),
             force_path_style: true,
             vhost_domain: String::new(),
             file_perms: 0o666,
@@ -207,6 +211,10 @@ impl Args {
             "--baseurl" => self.baseurl = typed(p, flag, |s| Ok(s.trim_matches('/').to_owned()))?,
             "--force-path-style" => self.force_path_style = switch(p, flag)?,
             "--vhost-domain" => self.vhost_domain = typed(p, flag, |s| Ok(s.trim().to_owned()))?,
+            "--response-header" => {
+                self.response_headers
+                    .push(typed(p, flag, |s| Ok(s.to_owned()))?)
+            }
             "--allow-origin" => self.allow_origin = typed(p, flag, |s| Ok(s.trim().to_owned()))?,
             "--file-perms" => self.file_perms = typed(p, flag, parse_file_mode)?,
             "--dir-perms" => self.dir_perms = typed(p, flag, parse_file_mode)?,

@@ -28,6 +28,8 @@ pub struct Config {
     pub baseurl: String,
     /// Base domain for virtual-hosted-style requests; `None`: path style only.
     pub vhost_domain: Option<String>,
+    /// Headers set on every response, replacing any of the same name.
+    pub response_headers: Vec<(String, String)>,
     /// Origins allowed cross-site (`*` for any); empty means no CORS headers at all.
     pub allow_origins: Vec<String>,
     pub file_perms: u32,
@@ -86,6 +88,11 @@ impl Config {
             etag,
             baseurl: a.baseurl.trim_matches('/').to_string(),
             vhost_domain: vhost_domain(a)?,
+            response_headers: a
+                .response_headers
+                .iter()
+                .map(|h| parse_response_header(h))
+                .collect::<Result<_, _>>()?,
             allow_origins: a
                 .allow_origin
                 .split(',')
@@ -118,6 +125,7 @@ impl Config {
             baseurl: String::new(),
             allow_origins: Vec::new(),
             vhost_domain: None,
+            response_headers: Vec::new(),
             file_perms: 0o666,
             dir_perms: 0o777,
             umask: 0o022,
@@ -130,6 +138,28 @@ impl Config {
             queue: 32,
         }
     }
+}
+
+/// `Name: value` for `--response-header`; framing headers tiny_http controls are refused.
+fn parse_response_header(h: &str) -> Result<(String, String), String> {
+    let (name, value) = h
+        .split_once(':')
+        .ok_or_else(|| format!("--response-header {h:?}: expected \"Name: value\""))?;
+    let name = name.trim();
+    let framing = [
+        "connection",
+        "transfer-encoding",
+        "content-length",
+        "trailer",
+        "upgrade",
+    ];
+    if name.is_empty()
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        || framing.contains(&name.to_ascii_lowercase().as_str())
+    {
+        return Err(format!("--response-header {h:?}: {name:?} cannot be set"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 /// `unix:///path/to.sock` or a bare absolute path names a unix socket.

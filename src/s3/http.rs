@@ -19,9 +19,20 @@ const RESPONSE_BUF: usize = 256 * 1024;
 /// Sends `resp`; returns the body bytes it declared.
 pub fn respond(rq: tiny_http::Request, resp: Response, request_id: &str) -> u64 {
     let mut headers = Vec::with_capacity(resp.headers.len() + 3);
-    push(&mut headers, "x-amz-request-id", request_id);
-    push(&mut headers, "x-amz-id-2", request_id);
-    push(&mut headers, "Server", "s3serve");
+    let given = |name: &str| {
+        resp.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    for (name, value) in [
+        ("x-amz-request-id", request_id),
+        ("x-amz-id-2", request_id),
+        ("Server", "s3serve"),
+    ] {
+        if !given(name) {
+            push(&mut headers, name, value);
+        }
+    }
     for (n, v) in &resp.headers {
         push(&mut headers, n, v);
     }

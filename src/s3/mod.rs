@@ -30,6 +30,8 @@ pub struct App {
     pub baseurl: String,
     /// `--allow-origin`; `None` sends no CORS headers.
     pub cors: Option<cors::Cors>,
+    /// `--response-header`: set on every response, replacing any of the same name.
+    pub response_headers: Vec<(String, String)>,
     /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
     /// `--force-path-style=false`); `None` means path style only.
     pub vhost_domain: Option<String>,
@@ -160,6 +162,12 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
     };
     if let Some(cors) = &app.cors {
         response = cors.decorate(&headers, response);
+    }
+    for (name, value) in &app.response_headers {
+        response
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        response.headers.push((name.clone(), value.clone()));
     }
     let sent = http::respond(rq, response, &request_id);
     log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);

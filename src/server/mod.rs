@@ -108,6 +108,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         baseurl: config.baseurl.clone(),
         cors: s3::cors::Cors::new(&config.allow_origins),
         vhost_domain: config.vhost_domain.clone(),
+        response_headers: config.response_headers.clone(),
     })
 }
 

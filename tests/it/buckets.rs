@@ -245,3 +245,19 @@ fn virtual_hosted_and_path_style_on_one_server() {
     // Path style keeps working on the same server (an IP literal host).
     assert_eq!(s.get("photos", "dir/cat.jpg", &[]).text(), "meow");
 }
+
+#[test]
+fn response_headers_are_set_on_every_answer() {
+    let dir = TempDir::new();
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+    c.response_headers = vec![
+        ("X-Frame-Options".into(), "DENY".into()),
+        ("Server".into(), "storage".into()),
+    ];
+    let s = start(c);
+    for (m, t) in [("GET", "/"), ("GET", "/missing-bucket"), ("HEAD", "/nope")] {
+        let r = s.raw(m, t, &[], b"");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{m} {t}");
+        assert_eq!(r.header("server"), Some("storage"), "{m} {t}");
+    }
+}

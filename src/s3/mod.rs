@@ -8,6 +8,7 @@ pub mod chunked;
 pub mod cors;
 pub mod form;
 pub mod http;
+pub mod json;
 pub mod post;
 pub mod route;
 

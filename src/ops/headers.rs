@@ -17,6 +17,16 @@ pub const MAX_USER_META: usize = 2048;
 pub struct Headers(pub Vec<(String, String)>);
 
 impl Headers {
+    /// Builds headers from (name, value) pairs; names are lower-cased.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Headers {
+        Headers(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        )
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -322,12 +332,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn hdrs(pairs: &[(&str, &str)]) -> Headers {
-        Headers(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
+        Headers::from_pairs(pairs)
     }
 
     fn info(etag: &str, secs: u64) -> ObjectInfo {

@@ -555,12 +555,7 @@ mod tests {
     }
 
     fn hdrs(pairs: &[(&str, &str)]) -> Headers {
-        Headers(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
+        Headers::from_pairs(pairs)
     }
 
     // The GET Object example of the AWS SigV4 header-auth documentation.

@@ -90,12 +90,7 @@ mod tests {
     use super::*;
 
     fn hdrs(pairs: &[(&str, &str)]) -> Headers {
-        Headers(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
+        Headers::from_pairs(pairs)
     }
 
     fn header<'a>(r: &'a Response, n: &str) -> Option<&'a str> {

@@ -21,11 +21,11 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Kept apart from the parse arms so that a user gets "not supported yet", not "unknown flag".
 #[rustfmt::skip]
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "auth-proxy", "cert", "client-ca", "dir-cache-time",
-    "disable-multipart-streaming", "gid", "htpasswd", "key", "link-perms",
-    "max-header-bytes", "metadata-max-objects", "min-tls-version", "multipart-streaming-buffer-limit",
+    "auth-proxy", "dir-cache-time",
+    "disable-multipart-streaming", "gid", "htpasswd", "link-perms",
+    "metadata-max-objects", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
-    "realm", "salt", "server-read-timeout", "server-write-timeout", "uid",
+    "realm", "salt", "uid",
     "user", "user-from-header", "vfs-block-norm-dupes", "vfs-cache-max-age",
     "vfs-cache-max-size", "vfs-cache-min-free-space", "vfs-cache-mode",
     "vfs-cache-poll-interval", "vfs-case-insensitive", "vfs-disk-space-total-size",
@@ -57,19 +57,28 @@ Flags:
       --allow-origin string   Origin which cross-domain request (CORS) can be executed from (comma-separated list, or *)
       --auth-key stringArray  Set key pair for v4 authorization: access_key_id,secret_access_key
       --baseurl string        Prefix for URLs - leave blank for root
+      --cert string           TLS PEM key (concatenation of certificate and CA certificate)
+      --client-ca string      Client certificate authority to verify clients with
       --dir-perms FileMode    Directory permissions (default 777)
       --etag-hash string      Which hash to use for the ETag: MD5, SHA1, SHA256, auto, or blank for off (default \"MD5\")
       --force-path-style      If true use path style access if false use virtual hosted style (default true)
       --file-perms FileMode   File permissions (default 666)
   -h, --help                  Print this help and exit
+      --idle-timeout Duration Close connections idle, or stalled mid-request, for this long (default 2m0s)
+      --key string            TLS PEM Private key
       --log-file string       Log everything to this file (default standard error)
       --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
+      --max-connections int   Maximum number of open client connections, 0 for automatic (default 0)
+      --max-header-bytes int  Maximum size of request header (default 4096)
+      --min-tls-version string  Minimum TLS version that is acceptable (default \"tls1.0\", which means TLS 1.2)
       --multipart-expiry Duration     Abort incomplete multipart uploads idle for longer than this, 0 to keep forever (default 1d)
       --multipart-max-uploads int     Maximum number of multipart uploads in progress at once, 0 for unlimited (default 1000)
       --no-cleanup            Not to cleanup empty folder after object is deleted
       --no-modtime            Don't read/write the modification time (can speed things up)
   -q, --quiet                 Print as little stuff as possible
       --read-only             Only allow read-only access
+      --server-read-timeout Duration   Timeout for server reading data (default 1h0m0s)
+      --server-write-timeout Duration  Timeout for server writing data (default 1h0m0s)
       --response-header stringArray  Set HTTP header for all responses, overriding existing values (\"Name: value\")
       --umask FileMode        Override the permission bits set by the filesystem (default 022)
   -v, --verbose count         Print lots more stuff (repeat for more)
@@ -109,6 +118,18 @@ pub struct Args {
     pub workers: Option<usize>,
     pub multipart_expiry: Duration,
     pub multipart_max_uploads: usize,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    /// `tls1.0` … `tls1.3`.
+    pub min_tls_version: String,
+    pub max_header_bytes: usize,
+    pub server_read_timeout: Duration,
+    pub server_write_timeout: Duration,
+    /// `--idle-timeout` (ours).
+    pub idle_timeout: Duration,
+    /// `--max-connections` (ours); 0 sizes the cap from the descriptor limit.
+    pub max_connections: usize,
     pub path: Option<String>,
     pub help: bool,
     pub version: bool,
@@ -138,6 +159,15 @@ impl Default for Args {
             workers: None,
             multipart_expiry: Duration::from_secs(86_400),
             multipart_max_uploads: 1000,
+            cert: None,
+            key: None,
+            client_ca: None,
+            min_tls_version: "tls1.0".to_owned(),
+            max_header_bytes: 4096,
+            server_read_timeout: Duration::from_secs(3600),
+            server_write_timeout: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 0,
             path: None,
             help: false,
             version: false,
@@ -232,6 +262,15 @@ impl Args {
                         .map_err(|_| format!("expected a number, got {s:?}"))
                 })?
             }
+            "--cert" => self.cert = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--key" => self.key = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--client-ca" => self.client_ca = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--min-tls-version" => self.min_tls_version = typed(p, flag, parse_tls_version)?,
+            "--max-header-bytes" => self.max_header_bytes = typed(p, flag, parse_count)?,
+            "--server-read-timeout" => self.server_read_timeout = typed(p, flag, parse_duration)?,
+            "--server-write-timeout" => self.server_write_timeout = typed(p, flag, parse_duration)?,
+            "--idle-timeout" => self.idle_timeout = typed(p, flag, parse_duration)?,
+            "--max-connections" => self.max_connections = typed(p, flag, parse_count)?,
             "--help" => self.help = true,
             "--version" => self.version = true,
             _ => return Err(unrecognised(flag)),
@@ -310,6 +349,21 @@ fn parse_auth_key(s: &str) -> Result<(String, String), String> {
             Ok((id.to_owned(), secret.to_owned()))
         }
         _ => Err("expected ACCESS_KEY_ID,SECRET_ACCESS_KEY".to_owned()),
+    }
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .map_err(|_| format!("expected a number, got {s:?}"))
+}
+
+fn parse_tls_version(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "tls1.0" | "tls1.1" | "tls1.2" | "tls1.3" => Ok(lower),
+        _ => Err(format!(
+            "expected tls1.0, tls1.1, tls1.2 or tls1.3, got {s:?}"
+        )),
     }
 }
 
@@ -679,9 +733,11 @@ mod tests {
         assert_eq!(error(&["--bogus"]), "--bogus: unknown flag");
         assert_eq!(error(&["-x"]), "-x: unknown flag");
         assert_eq!(
-            error(&["--cert", "c.pem"]),
-            "--cert: not supported yet by s3serve"
+            error(&["--htpasswd", "h"]),
+            "--htpasswd: not supported yet by s3serve"
         );
+        assert!(error(&["--min-tls-version", "ssl3"]).starts_with("--min-tls-version: expected"));
+        assert!(error(&["--max-header-bytes", "-1"]).starts_with("--max-header-bytes: expected"));
         assert_eq!(
             error(&["--vfs-cache-mode=full"]),
             "--vfs-cache-mode: not supported yet by s3serve"

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::Args;
 use crate::vfs::EtagAlg;
@@ -45,6 +46,29 @@ pub struct Config {
     pub multipart_max_uploads: usize,
     /// Requests waiting for a worker before new ones get 503 SlowDown.
     pub queue: usize,
+    /// `--cert`/`--key`: TCP listeners speak TLS, except those given as `http://`.
+    pub tls: Option<TlsFiles>,
+    /// TCP listeners given as `http://…`: plain even when TLS is configured.
+    pub plain_addrs: Vec<SocketAddr>,
+    /// `--max-header-bytes`: the request line and headers, as Go's server (and so rclone)
+    /// counts them: this many bytes plus 4 KiB of allowance.
+    pub max_header_bytes: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `--max-connections`; 0 derives the cap from the descriptor limit.
+    pub max_connections: usize,
+}
+
+/// The TLS material and policy.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub tls13_only: bool,
+    /// `--min-tls-version` asked for a version rustls does not have (TLS 1.0 or 1.1).
+    pub older_than_supported: bool,
 }
 
 /// Workers when `--workers` is not given: requests block on disk, so more than the cores.
@@ -67,12 +91,25 @@ impl Config {
             }
             p => Storage::Local(PathBuf::from(p)),
         };
+        let tls = tls_files(a)?;
         let mut addrs = Vec::new();
+        let mut plain_addrs = Vec::new();
         let mut unix_sockets = Vec::new();
         for spec in &a.addrs {
             match unix_socket_path(spec) {
                 Some(path) => unix_sockets.push(path),
-                None => addrs.push(parse_addr(spec)?),
+                None => {
+                    if spec.starts_with("tls://") && tls.is_none() {
+                        return Err(format!(
+                            "--addr {spec:?}: a TLS listener needs --cert and --key"
+                        ));
+                    }
+                    let addr = parse_addr(spec)?;
+                    if spec.starts_with("http://") {
+                        plain_addrs.push(addr);
+                    }
+                    addrs.push(addr);
+                }
             }
         }
         let etag = EtagAlg::parse(&a.etag_hash)
@@ -109,6 +146,13 @@ impl Config {
             multipart_expiry: (!a.multipart_expiry.is_zero()).then_some(a.multipart_expiry),
             multipart_max_uploads: a.multipart_max_uploads,
             queue: workers * QUEUE_PER_WORKER,
+            tls,
+            plain_addrs,
+            max_header_bytes: a.max_header_bytes,
+            read_timeout: a.server_read_timeout,
+            write_timeout: a.server_write_timeout,
+            idle_timeout: a.idle_timeout,
+            max_connections: a.max_connections,
         })
     }
 
@@ -136,7 +180,31 @@ impl Config {
             multipart_expiry: Some(std::time::Duration::from_secs(86_400)),
             multipart_max_uploads: 1000,
             queue: 32,
+            tls: None,
+            plain_addrs: Vec::new(),
+            max_header_bytes: 4096,
+            read_timeout: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 0,
         }
+    }
+}
+
+/// `--cert` and `--key` go together; `--client-ca` needs them.
+fn tls_files(a: &Args) -> Result<Option<TlsFiles>, String> {
+    match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: a.client_ca.clone(),
+            tls13_only: a.min_tls_version == "tls1.3",
+            older_than_supported: matches!(a.min_tls_version.as_str(), "tls1.0" | "tls1.1"),
+        })),
+        (Some(_), None) => Err("--cert: needs --key".into()),
+        (None, Some(_)) => Err("--key: needs --cert".into()),
+        (None, None) if a.client_ca.is_some() => Err("--client-ca: needs --cert and --key".into()),
+        (None, None) => Ok(None),
     }
 }
 
@@ -172,10 +240,11 @@ fn unix_socket_path(spec: &str) -> Option<PathBuf> {
 
 /// `host:port`, `:port` (all interfaces, as rclone), `[::1]:port`; port 0 picks a free port.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if s.starts_with("tls://") {
-        return Err(format!("--addr {s:?}: TLS listeners are not supported yet"));
-    }
-    let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    let s = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("tls://"))
+        .unwrap_or(s);
+    let s = s.trim_end_matches('/');
     let full = if s.starts_with(':') {
         format!("0.0.0.0{s}")
     } else {
@@ -259,7 +328,30 @@ mod tests {
         assert_eq!(u.addrs.len(), 1);
         assert!(Config::from_args(&args(&["--addr", "tls://:443", "d"]))
             .unwrap_err()
-            .contains("TLS"));
+            .contains("needs --cert and --key"));
+        let t = Config::from_args(&args(&[
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--addr",
+            "tls://127.0.0.1:1",
+            "--addr",
+            "http://127.0.0.1:2",
+            "--min-tls-version",
+            "tls1.3",
+            "d",
+        ]))
+        .unwrap();
+        let files = t.tls.unwrap();
+        assert!(files.tls13_only && !files.older_than_supported);
+        assert_eq!(t.plain_addrs, vec![t.addrs[1]]);
+        assert!(Config::from_args(&args(&["--cert", "c.pem", "d"]))
+            .unwrap_err()
+            .starts_with("--cert"));
+        assert!(Config::from_args(&args(&["--client-ca", "ca.pem", "d"]))
+            .unwrap_err()
+            .starts_with("--client-ca"));
         assert_eq!(c.baseurl, "s3");
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.etag, EtagAlg::Md5);

@@ -57,6 +57,7 @@ codes! {
     NotImplemented = 501,
     ObjectPathConflict = 409,
     PreconditionFailed = 412,
+    RequestHeaderSectionTooLarge = 431,
     RequestTimeTooSkewed = 403,
     SignatureDoesNotMatch = 403,
     SlowDown = 503,

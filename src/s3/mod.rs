@@ -38,6 +38,27 @@ pub struct App {
     pub vhost_domain: Option<String>,
 }
 
+/// Who sent a request, as the relay that carried it saw it: `tcp ADDR`, `tls ADDR` or `unix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer(String);
+
+impl Peer {
+    pub fn parse(s: &str) -> Peer {
+        Peer(s.to_string())
+    }
+
+    /// Unix-socket requests are not authenticated (as in rclone): whoever may open the
+    /// socket file may use the server.
+    pub fn is_unix(&self) -> bool {
+        self.0 == "unix"
+    }
+
+    /// The address alone, for logs.
+    pub fn addr(&self) -> &str {
+        self.0.split_once(' ').map_or(&self.0, |(_, a)| a)
+    }
+}
+
 /// A request's target split into its parts.
 struct Target {
     /// The path as sent (still encoded), as the client signed it.
@@ -127,10 +148,17 @@ fn strip_absolute_form(url: &str) -> &str {
     url
 }
 
+/// The request's headers, without the one the relay added.
 fn headers_of(rq: &tiny_http::Request) -> Headers {
     Headers(
         rq.headers()
             .iter()
+            .filter(|h| {
+                !h.field
+                    .as_str()
+                    .as_str()
+                    .eq_ignore_ascii_case(crate::server::relay::RELAY_HEADER)
+            })
             .map(|h| {
                 (
                     h.field.as_str().as_str().to_ascii_lowercase(),
@@ -142,14 +170,14 @@ fn headers_of(rq: &tiny_http::Request) -> Headers {
 }
 
 /// Answers one request; never panics on bad input, and always responds.
-pub fn handle(app: &App, mut rq: tiny_http::Request) {
+pub fn handle(app: &App, mut rq: tiny_http::Request, peer: &Peer) {
     let started = Instant::now();
     let request_id = util::unique_token();
     let method = rq.method().as_str().to_string();
     let headers = headers_of(&rq);
     let (result, endpoint) = match &app.cors {
         Some(cors) if method == "OPTIONS" => (cors.preflight(&headers), None),
-        _ => process(app, &mut rq, &method, &headers),
+        _ => process(app, &mut rq, &method, &headers, peer),
     };
     let status = match &result {
         Ok(r) => r.status,
@@ -171,7 +199,7 @@ pub fn handle(app: &App, mut rq: tiny_http::Request) {
         response.headers.push((name.clone(), value.clone()));
     }
     let sent = http::respond(rq, response, &request_id);
-    log::info!(target: "access", "{request_id} {method} {name} {status} {sent} {:.1}ms", started.elapsed().as_secs_f64() * 1000.0);
+    log::info!(target: "access", "{request_id} {} {method} {name} {status} {sent} {:.1}ms", peer.addr(), started.elapsed().as_secs_f64() * 1000.0);
 }
 
 /// Most a refused request's body is read and discarded here, with a fixed buffer; past it,
@@ -213,6 +241,7 @@ fn process(
     rq: &mut tiny_http::Request,
     method: &str,
     headers: &Headers,
+    peer: &Peer,
 ) -> (OpResult, Option<Endpoint>) {
     let vhost = vhost_bucket(headers.get("host"), app.vhost_domain.as_deref());
     let target = match parse_target(rq.url(), &app.baseurl, vhost.as_deref()) {
@@ -225,7 +254,7 @@ fn process(
             Err(e) => return (Err(e), None),
         };
     (
-        dispatch_authenticated(app, rq, method, headers, &target, endpoint),
+        dispatch_authenticated(app, rq, method, headers, &target, endpoint, peer),
         Some(endpoint),
     )
 }
@@ -237,12 +266,11 @@ fn dispatch_authenticated(
     headers: &Headers,
     t: &Target,
     endpoint: Endpoint,
+    peer: &Peer,
 ) -> OpResult {
     let now = SystemTime::now();
-    // Unix-socket requests are not authenticated (as in rclone): whoever may open the socket
-    // file may use the server. tiny_http gives them no peer address.
     let anonymous = Keys::default();
-    let keys = if rq.remote_addr().is_none() {
+    let keys = if peer.is_unix() {
         &anonymous
     } else {
         &app.keys

@@ -1,14 +1,23 @@
-//! The front of the data path: listeners, the bounded queue and the worker pool.
-//! Each listener is a tiny_http server whose pump thread moves requests into one bounded
-//! crossbeam channel; when it is full the pump answers 503 SlowDown at once instead of
-//! queueing without bound. A fixed pool of workers answers requests. Shutdown stops the pumps,
-//! lets the workers finish what is queued and in flight, and joins every thread.
+//! The front of the data path: listeners, relays, the bounded queue and the worker pool.
+//! Our accept loops take every connection (TCP, TLS, unix socket) and relay it, with limits
+//! and timeouts, to one tiny_http server on a private unix socket (`listen`, `relay`). Its
+//! pump thread moves requests into one bounded crossbeam channel; when that is full the pump
+//! answers 503 SlowDown at once instead of queueing without bound. A fixed pool of workers
+//! answers requests. Shutdown stops accepting, lets the relays finish the requests in flight,
+//! then the workers, and joins every thread.
+
+pub mod head;
+pub mod listen;
+pub mod relay;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -17,8 +26,10 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::Backend;
 use crate::config::{Config, Storage};
 use crate::ops::{Code, OpsOptions, S3Error};
-use crate::s3::{self, auth::Keys, App};
+use crate::s3::{self, auth::Keys, App, Peer};
 use crate::vfs::{Vfs, VfsOptions};
+use listen::{Listener, Relays, Slots};
+use relay::{Limits, Shared, RELAY_HEADER};
 
 /// How often an idle pump looks at the stop flag.
 const PUMP_TICK: Duration = Duration::from_millis(100);
@@ -30,10 +41,26 @@ pub struct Running {
     /// Every listener as a URL (`http://…`, `unix://…`), for the start-up log.
     pub listening: Vec<String>,
     stop: Arc<AtomicBool>,
-    pumps: Vec<JoinHandle<()>>,
+    accepts: Vec<JoinHandle<()>>,
+    relays: Arc<Relays>,
+    slots: Arc<Slots>,
+    pump_stop: Arc<AtomicBool>,
+    pump: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     expire: (Sender<()>, JoinHandle<()>),
+    private_dir: PathBuf,
+    /// Written at shutdown to wake every relay.
+    stop_writer: std::os::fd::OwnedFd,
 }
+
+/// Longest wait at shutdown for connections to finish their requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Descriptors kept for everything but connections: files being served, the log, the
+/// listeners, per worker and in all.
+const FDS_PER_WORKER: u64 = 3;
+const FDS_RESERVED: u64 = 24;
+/// Connection cap when the descriptor limit does not make it lower.
+const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
 
 /// How long a completed upload is remembered, so a retried Complete gets the same answer.
 const DONE_UPLOAD_MEMORY: Duration = Duration::from_secs(3600);
@@ -112,49 +139,125 @@ pub fn build_app(config: &Config) -> Result<App, String> {
     })
 }
 
-/// Binds every address, then starts pumps and workers.
+/// Binds every address, then starts accept loops, the pump and workers.
 pub fn start(config: &Config) -> Result<Running, String> {
     let app = Arc::new(build_app(config)?);
-    let mut servers = Vec::new();
+    let tls = match &config.tls {
+        Some(files) => {
+            if files.older_than_supported {
+                log::warn!(
+                    "--min-tls-version: TLS 1.0 and 1.1 are not available; the minimum is TLS 1.2"
+                );
+            }
+            Some(tls::server_config(files)?)
+        }
+        None => None,
+    };
+    let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &config.addrs {
         let listener = TcpListener::bind(addr).map_err(|e| format!("--addr {addr}: {e}"))?;
-        // Accepted sockets inherit TCP_NODELAY: without it keep-alive clients wait 40 ms for
-        // every small response.
-        rustix::net::sockopt::set_tcp_nodelay(&listener, true)
-            .map_err(|e| format!("--addr {addr}: TCP_NODELAY: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| format!("--addr {addr}: {e}"))?;
-        servers.push((format!("http://{local}"), server));
+        let tls = tls.clone().filter(|_| !config.plain_addrs.contains(addr));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        listeners.push((format!("{scheme}://{local}"), Listener::Tcp(listener, tls)));
         addrs.push(local);
     }
     for path in &config.unix_sockets {
-        servers.push((format!("unix://{}", path.display()), bind_unix(path)?));
+        listeners.push((
+            format!("unix://{}", path.display()),
+            Listener::Unix(bind_unix(path)?),
+        ));
     }
+    let private_dir = private_dir()?;
+    let inner_path = private_dir.join("requests.sock");
+    let inner =
+        UnixListener::bind(&inner_path).map_err(|e| format!("{}: {e}", inner_path.display()))?;
+    let server = tiny_http::Server::from_listener(inner, None).map_err(|e| e.to_string())?;
+    let (stop_signal, stop_writer) =
+        rustix::pipe::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
+    let shared = Arc::new(Shared {
+        limits: Limits {
+            max_head: config.max_header_bytes.saturating_add(4096),
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            idle_timeout: config.idle_timeout,
+        },
+        inner_path: std::sync::RwLock::new(inner_path),
+        gate: Default::default(),
+        token: format!(
+            "{}{}",
+            crate::util::unique_token(),
+            crate::util::unique_token()
+        ),
+        stopping: AtomicBool::new(false),
+        stop_signal,
+    });
+    let slots = Arc::new(Slots::new(connection_cap(config)));
+    let relays = Relays::new(shared.clone());
     let (tx, rx) = bounded(config.queue);
     let stop = Arc::new(AtomicBool::new(false));
-    let listening = servers.iter().map(|(l, _)| l.clone()).collect();
-    let pumps = servers
-        .into_iter()
-        .map(|(addr, server)| spawn_pump(addr, server, tx.clone(), stop.clone()))
-        .collect();
+    let pump_stop = Arc::new(AtomicBool::new(false));
+    let listening = listeners.iter().map(|(l, _)| l.clone()).collect();
+    let pump = spawn_pump(server, shared, tx, pump_stop.clone(), private_dir.clone());
     let workers = (0..config.workers)
         .map(|i| spawn_worker(i, rx.clone(), app.clone()))
+        .collect();
+    let accepts = listeners
+        .into_iter()
+        .map(|(name, l)| listen::spawn_accept(name, l, slots.clone(), relays.clone(), stop.clone()))
         .collect();
     let expire = spawn_expire(app, config.multipart_expiry);
     Ok(Running {
         addrs,
         listening,
         stop,
-        pumps,
+        accepts,
+        relays,
+        slots,
+        pump_stop,
+        pump,
         workers,
         expire,
+        private_dir,
+        stop_writer,
     })
 }
 
+/// The connection cap: `--max-connections`, lowered to what the descriptor limit allows.
+fn connection_cap(config: &Config) -> usize {
+    let fds = listen::raise_fd_limit();
+    let spare = fds.saturating_sub(FDS_RESERVED + FDS_PER_WORKER * config.workers as u64);
+    let by_fds = (spare / listen::FDS_PER_CONNECTION).max(1);
+    let asked = match config.max_connections {
+        0 => DEFAULT_MAX_CONNECTIONS,
+        n => n as u64,
+    };
+    if by_fds < asked && config.max_connections != 0 {
+        log::warn!("--max-connections {asked}: the descriptor limit ({fds}) allows {by_fds}");
+    }
+    let cap = asked.min(by_fds) as usize;
+    log::info!("at most {cap} connections at once");
+    cap
+}
+
+/// A directory only this user can enter, for tiny_http's socket: nobody else may reach it.
+fn private_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!(
+        "s3serve-{}-{}",
+        std::process::id(),
+        crate::util::unique_token()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Binds a unix socket, replacing a stale socket file (never any other kind of file).
-fn bind_unix(path: &std::path::Path) -> Result<tiny_http::Server, String> {
+fn bind_unix(path: &Path) -> Result<UnixListener, String> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(md) = std::fs::symlink_metadata(path) {
         if !md.file_type().is_socket() {
@@ -166,47 +269,114 @@ fn bind_unix(path: &std::path::Path) -> Result<tiny_http::Server, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("--addr {}: removing the stale socket: {e}", path.display()))?;
     }
-    tiny_http::Server::http_unix(path).map_err(|e| format!("--addr {}: {e}", path.display()))
+    UnixListener::bind(path).map_err(|e| format!("--addr {}: {e}", path.display()))
+}
+
+/// A request as the pump passes it to a worker.
+pub struct Incoming {
+    rq: tiny_http::Request,
+    peer: Peer,
+}
+
+/// Reads the relay's header: `token id first peer…`. `None` if it is missing or forged.
+fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)> {
+    let h = rq
+        .headers()
+        .iter()
+        .rev()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(RELAY_HEADER))?;
+    let mut parts = h.value.as_str().splitn(4, ' ');
+    if parts.next()? != token {
+        return None;
+    }
+    let id = parts.next()?.parse().ok()?;
+    let first = parts.next()? == "1";
+    let peer = parts.next()?;
+    Some((id, first, Peer::parse(peer)))
 }
 
 fn spawn_pump(
-    addr: String,
     server: tiny_http::Server,
-    tx: Sender<tiny_http::Request>,
+    shared: Arc<Shared>,
+    tx: Sender<Incoming>,
     stop: Arc<AtomicBool>,
+    dir: PathBuf,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
-        .name(format!("s3serve:accept:{addr}"))
+        .name("s3serve:pump".into())
         .spawn(move || {
+            let mut server = server;
+            // Servers whose accept loop died: their open connections still deliver requests.
+            let mut retired: Vec<tiny_http::Server> = Vec::new();
+            let mut generation = 0;
             while !stop.load(Ordering::Acquire) {
+                let mut got = Vec::new();
                 match server.recv_timeout(PUMP_TICK) {
-                    Ok(Some(rq)) => {
-                        if let Err(TrySendError::Full(rq)) = tx.try_send(rq) {
-                            shed_or_wait(rq, &tx);
+                    Ok(Some(rq)) => got.push(rq),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // tiny_http's accept loop ends for good on any accept error.
+                        generation += 1;
+                        log::error!("request queue failed ({e}); starting a new one");
+                        match rebuild(&dir, generation) {
+                            Ok((path, fresh)) => {
+                                retired.push(std::mem::replace(&mut server, fresh));
+                                *shared.inner_path.write().unwrap_or_else(|e| e.into_inner()) =
+                                    path;
+                            }
+                            Err(e) => {
+                                log::error!("{e}");
+                                std::thread::sleep(PUMP_TICK);
+                            }
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => log::warn!("accept on {addr}: {e}"),
                 }
-            }
-            // Requests already received are in flight: hand them on before stopping.
-            while let Ok(Some(rq)) = server.try_recv() {
-                if tx.send(rq).is_err() {
-                    break;
+                for old in &retired {
+                    while let Ok(Some(rq)) = old.try_recv() {
+                        got.push(rq);
+                    }
+                }
+                for rq in got {
+                    pass_on(rq, &shared, &tx);
                 }
             }
         })
         .expect("spawning a thread at start-up")
 }
 
+fn rebuild(dir: &Path, generation: u32) -> Result<(PathBuf, tiny_http::Server), String> {
+    let path = dir.join(format!("requests-{generation}.sock"));
+    let l = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let server = tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())?;
+    Ok((path, server))
+}
+
+/// Hands a request to the workers (the relay's hand-off is complete once its first request
+/// is here). A request that did not come through a relay is refused.
+fn pass_on(rq: tiny_http::Request, shared: &Shared, tx: &Sender<Incoming>) {
+    let Some((id, first, peer)) = relay_info(&rq, &shared.token) else {
+        let e = S3Error::new(Code::AccessDenied, "Access Denied");
+        let id = crate::util::unique_token();
+        s3::http::respond(rq, crate::ops::Response::xml(403, e.to_xml(&id)), &id);
+        return;
+    };
+    if first {
+        shared.gate.release(id);
+    }
+    let incoming = Incoming { rq, peer };
+    if let Err(TrySendError::Full(incoming)) = tx.try_send(incoming) {
+        shed_or_wait(incoming, tx);
+    }
+}
+
 /// The queue is full. A request without a body is answered 503 SlowDown at once. One with
 /// a body waits for a worker instead: answering it early would leave tiny_http draining the
 /// body on this thread (and a client that sent `Expect: 100-continue` never sends it).
-fn shed_or_wait(rq: tiny_http::Request, tx: &Sender<tiny_http::Request>) {
-    if s3::http::declares_body(&rq) {
-        let _ = tx.send(rq);
+fn shed_or_wait(incoming: Incoming, tx: &Sender<Incoming>) {
+    if s3::http::declares_body(&incoming.rq) {
+        let _ = tx.send(incoming);
     } else {
-        slow_down(rq);
+        slow_down(incoming.rq);
     }
 }
 
@@ -218,16 +388,15 @@ fn slow_down(rq: tiny_http::Request) {
     s3::http::respond(rq, resp, &id);
 }
 
-fn spawn_worker(i: usize, rx: Receiver<tiny_http::Request>, app: Arc<App>) -> JoinHandle<()> {
+fn spawn_worker(i: usize, rx: Receiver<Incoming>, app: Arc<App>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("s3serve:worker:{i}"))
         .spawn(move || {
-            while let Ok(rq) = rx.recv() {
+            while let Ok(Incoming { rq, peer }) = rx.recv() {
                 let app = &app;
                 // A bug must cost one request, not a worker: the dropped request gets a 500.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s3::handle(app, rq)))
-                    .is_err()
-                {
+                let answer = || s3::handle(app, rq, &peer);
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(answer)).is_err() {
                     log::error!("a request handler panicked; the request was answered with 500");
                 }
             }
@@ -236,16 +405,31 @@ fn spawn_worker(i: usize, rx: Receiver<tiny_http::Request>, app: Arc<App>) -> Jo
 }
 
 impl Running {
-    /// Stops accepting, drains queued and in-flight requests, and joins every thread.
+    /// Stops accepting, lets connections finish the requests in flight (for a bounded
+    /// time), drains the workers, and joins every thread.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::Release);
-        for p in self.pumps {
-            let _ = p.join();
+        self.relays.stopping();
+        let _ = rustix::io::write(&self.stop_writer, b"x");
+        for a in self.accepts {
+            let _ = a.join();
         }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.slots.open() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.slots.open() == 0 {
+            self.relays.join();
+        } else {
+            log::warn!("{} connections still busy at shutdown", self.slots.open());
+        }
+        self.pump_stop.store(true, Ordering::Release);
+        let _ = self.pump.join();
         for w in self.workers {
             let _ = w.join();
         }
         let _ = self.expire.0.send(());
         let _ = self.expire.1.join();
+        let _ = std::fs::remove_dir_all(&self.private_dir);
     }
 }

@@ -1,0 +1,350 @@
+//! Request framing as the relay sees it: where a request head ends, whether it is acceptable,
+//! and where its body ends. Nothing here allocates per byte or trusts a length it was not
+//! able to parse: an oversized head is refused with 431, a malformed or ambiguous one with
+//! 400, so tiny_http behind the relay only ever sees requests framed the way we framed them.
+
+/// Why a request cannot be passed on; the relay answers it and closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 431: the head is longer than `--max-header-bytes` allows.
+    HeadTooLarge,
+    /// 400, with the reason.
+    Bad(&'static str),
+    /// 501: a transfer coding other than chunked.
+    NotImplemented(&'static str),
+    /// 503: the request queue cannot be reached.
+    Unavailable,
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// A complete, acceptable request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, up to and including the empty line.
+    pub len: usize,
+    pub framing: Framing,
+}
+
+/// Where the head that starts `buf` ends: `Ok(None)` while it is incomplete and within
+/// `limit` bytes. Only `\r\n\r\n` ends a head, as in tiny_http.
+pub fn find_head(buf: &[u8], limit: usize) -> Result<Option<Head>, Refusal> {
+    let Some(end) = find_crlfcrlf(&buf[..buf.len().min(limit)]) else {
+        return if buf.len() >= limit {
+            Err(Refusal::HeadTooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head = &buf[..end];
+    check_head(head).map(|framing| Some(Head { len: end, framing }))
+}
+
+fn find_crlfcrlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Validates the request line and headers, and finds the body's framing. tiny_http resets
+/// the connection on non-ASCII headers and desynchronises on bad lengths: both are refused here.
+fn check_head(head: &[u8]) -> Result<Framing, Refusal> {
+    if !head.iter().all(|&b| b.is_ascii() && b != 0) {
+        return Err(Refusal::Bad("The request head is not ASCII."));
+    }
+    let text =
+        std::str::from_utf8(head).map_err(|_| Refusal::Bad("The request head is not ASCII."))?;
+    let mut lines = text[..text.len() - 4].split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None)
+            if !m.is_empty() && !t.is_empty() && v.starts_with("HTTP/") => {}
+        _ => return Err(Refusal::Bad("The request line is malformed.")),
+    }
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Refusal::Bad("A header line has no colon."));
+        };
+        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(Refusal::Bad("A header name is malformed."));
+        }
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            // Repeats are tolerated only when they agree (RFC 9112 section 6.3).
+            for v in value.split(',').map(str::trim) {
+                let n = parse_length(v)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Refusal::Bad("Conflicting Content-Length headers."));
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if !value.eq_ignore_ascii_case("chunked") || chunked {
+                return Err(Refusal::NotImplemented(
+                    "Only the chunked transfer coding is supported.",
+                ));
+            }
+            chunked = true;
+        }
+    }
+    match (chunked, length) {
+        (true, Some(_)) => Err(Refusal::Bad(
+            "Content-Length and Transfer-Encoding must not both be sent.",
+        )),
+        (true, None) => Ok(Framing::Chunked),
+        (false, l) => Ok(Framing::Length(l.unwrap_or(0))),
+    }
+}
+
+fn parse_length(v: &str) -> Result<u64, Refusal> {
+    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refusal::Bad("The Content-Length header is not a number."));
+    }
+    v.parse()
+        .map_err(|_| Refusal::Bad("The Content-Length header is not a number."))
+}
+
+/// Copies `head` to `out` without any header called `drop_name`, and with `extra` (a whole
+/// `Name: value` line without its CRLF) added last.
+pub fn rewrite_head(head: &[u8], drop_name: &str, extra: &str, out: &mut Vec<u8>) {
+    let body = &head[..head.len() - 2]; // keeps the CRLF that ends the last line
+    let mut first = true;
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let dropped = !first
+            && line.len() > drop_name.len()
+            && line[..drop_name.len()].eq_ignore_ascii_case(drop_name.as_bytes())
+            && line[drop_name.len()] == b':';
+        first = false;
+        if !dropped {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(extra.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Walks a chunked body (RFC 9112 section 7.1) to find its end, without decoding it.
+#[derive(Debug, Clone, Default)]
+pub struct Chunked {
+    state: ChunkState,
+    /// Bytes of the current size line or of the trailer section so far.
+    line: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ChunkState {
+    /// In a chunk-size line: digits seen, and whether an extension started.
+    #[default]
+    Size,
+    SizeDigits(u64, bool),
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// In the trailer section; `bool`: at the start of a line.
+    Trailer(bool),
+    TrailerLf(bool),
+    Done,
+}
+
+/// Longest chunk-size line (with extensions) and trailer section accepted.
+const CHUNK_LINE_LIMIT: usize = 8192;
+
+impl Chunked {
+    /// Consumes body bytes from the start of `input`. Returns how many belong to the body;
+    /// fewer than `input.len()` only once the body is complete ([`Chunked::done`]).
+    pub fn advance(&mut self, input: &[u8]) -> Result<usize, Refusal> {
+        let bad = Refusal::Bad("The chunked body is malformed.");
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            self.state = match self.state {
+                ChunkState::Done => return Ok(i),
+                ChunkState::Data(n) => {
+                    let take = (input.len() - i).min(n.min(usize::MAX as u64) as usize);
+                    i += take;
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    continue;
+                }
+                ChunkState::Size | ChunkState::SizeDigits(..) => {
+                    self.line += 1;
+                    if self.line > CHUNK_LINE_LIMIT {
+                        return Err(bad);
+                    }
+                    let (n, ext) = match self.state {
+                        ChunkState::SizeDigits(n, ext) => (Some(n), ext),
+                        _ => (None, false),
+                    };
+                    match (b, n) {
+                        (b'\r', Some(n)) => ChunkState::SizeLf(n),
+                        (_, Some(n)) if ext => ChunkState::SizeDigits(n, true),
+                        (b';' | b' ' | b'\t', Some(n)) => ChunkState::SizeDigits(n, true),
+                        _ => {
+                            let d = (b as char).to_digit(16).ok_or(bad)? as u64;
+                            let n = n.unwrap_or(0);
+                            if n > u64::MAX >> 4 {
+                                return Err(bad);
+                            }
+                            ChunkState::SizeDigits(n << 4 | d, false)
+                        }
+                    }
+                }
+                ChunkState::SizeLf(n) => {
+                    if b != b'\n' {
+                        return Err(bad);
+                    }
+                    self.line = 0;
+                    if n == 0 {
+                        ChunkState::Trailer(true)
+                    } else {
+                        ChunkState::Data(n)
+                    }
+                }
+                ChunkState::DataCr if b == b'\r' => ChunkState::DataLf,
+                ChunkState::DataLf if b == b'\n' => ChunkState::Size,
+                ChunkState::DataCr | ChunkState::DataLf => return Err(bad),
+                ChunkState::Trailer(at_start) => {
+                    self.line += 1;
+                    if self.line > CHUNK_LINE_LIMIT {
+                        return Err(bad);
+                    }
+                    if b == b'\r' {
+                        ChunkState::TrailerLf(at_start)
+                    } else {
+                        ChunkState::Trailer(false)
+                    }
+                }
+                ChunkState::TrailerLf(at_start) => {
+                    if b != b'\n' {
+                        return Err(bad);
+                    }
+                    if at_start {
+                        ChunkState::Done
+                    } else {
+                        ChunkState::Trailer(true)
+                    }
+                }
+            };
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    pub fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(s: &str) -> Result<Option<Head>, Refusal> {
+        find_head(s.as_bytes(), 4096)
+    }
+
+    #[test]
+    fn heads_and_their_framing() {
+        let h = head("GET /b/k HTTP/1.1\r\nHost: x\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.len, 30);
+        assert_eq!(h.framing, Framing::Length(0));
+        let h = head("PUT /b/k HTTP/1.1\r\nContent-Length: 12\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(12));
+        let h = head("PUT / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert_eq!(head("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        let h = head("PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(h.unwrap().framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        for bad in [
+            "PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET /\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n",
+        ] {
+            assert!(matches!(head(bad), Err(Refusal::Bad(_))), "{bad:?}");
+        }
+        assert!(matches!(
+            head("PUT / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(Refusal::NotImplemented(_))
+        ));
+    }
+
+    #[test]
+    fn the_head_limit_holds_whether_or_not_the_end_arrived() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(find_head(big.as_bytes(), 64), Err(Refusal::HeadTooLarge));
+        assert_eq!(
+            find_head(&big.as_bytes()[..70], 64),
+            Err(Refusal::HeadTooLarge)
+        );
+        assert_eq!(find_head(&big.as_bytes()[..50], 64), Ok(None));
+        assert!(find_head(big.as_bytes(), big.len()).unwrap().is_some());
+    }
+
+    #[test]
+    fn rewriting_drops_spoofed_headers_and_appends_ours() {
+        let h = b"GET / HTTP/1.1\r\nHost: x\r\nx-relay: spoof\r\nX-Relay-Other: keep\r\n\r\n";
+        let mut out = Vec::new();
+        rewrite_head(h, "x-relay", "x-relay: real", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Relay-Other: keep\r\nx-relay: real\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_say_in_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for split in 0..=body.len() - 4 {
+            let mut c = Chunked::default();
+            let a = c.advance(&body[..split]).unwrap();
+            assert_eq!(a, split);
+            let b = c.advance(&body[split..]).unwrap();
+            assert!(c.done());
+            assert_eq!(a + b, body.len() - 4, "split at {split}");
+        }
+        let mut c = Chunked::default();
+        assert_eq!(c.advance(b"0\r\n\r\nX").unwrap(), 5);
+        assert!(c.done());
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_refused() {
+        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"5\nhello", &[b'f'; 20]] {
+            assert!(Chunked::default().advance(bad).is_err(), "{bad:?}");
+        }
+        let long = vec![b'1'; 1]
+            .into_iter()
+            .chain([b';'])
+            .chain(vec![b'x'; 9000])
+            .collect::<Vec<_>>();
+        assert!(Chunked::default().advance(&long).is_err());
+    }
+}

@@ -1,0 +1,692 @@
+//! One client connection, relayed to tiny_http over the internal unix socket. The relay
+//! reads every request head itself, so limits hold before tiny_http or a worker sees a byte:
+//! heads are size-limited and must arrive in time, bodies are framed by the relay (a bad
+//! length never desynchronises the connection), a stalled client is cut off, and a client
+//! that stops reading its answers is too. It adds one header to each head, telling the
+//! worker who the peer is. The connection to tiny_http is opened at the first complete head,
+//! through the hand-off gate (see [`Gate`]).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::head::{self, Chunked, Framing, Refusal};
+use crate::ops::{Code, S3Error};
+
+/// The header the relay adds to every request head (and removes when a client sends it).
+pub const RELAY_HEADER: &str = "x-s3serve-relay";
+
+/// Request bytes buffered per connection. A head must fit, with room for the added header.
+const IN_BUF: usize = 256 * 1024;
+/// Room kept free in the request buffer for the header the relay adds.
+const HEAD_SLACK: usize = 512;
+/// Response bytes buffered per connection: one read of what a worker writes at once.
+const OUT_BUF: usize = 256 * 1024;
+
+/// The timeouts and limits of `--server-read-timeout`, `--server-write-timeout`,
+/// `--idle-timeout` and `--max-header-bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The longest head accepted, request line included.
+    pub max_head: usize,
+    /// A request, head and body, must arrive within this of its first byte.
+    pub read_timeout: Duration,
+    /// The answer to a request must be written within this of its head.
+    pub write_timeout: Duration,
+    /// Longest silence: between requests, inside a head or body, or from a client that does
+    /// not read what it is sent.
+    pub idle_timeout: Duration,
+}
+
+/// The client end of a connection: plain (TCP, unix socket) or TLS. Non-blocking.
+pub trait Side {
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Plaintext from the client; `Ok(0)` at its end; `WouldBlock` when none is ready.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Takes plaintext for the client, maybe less than offered.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Sends what is buffered; `WouldBlock` while the socket is full.
+    fn flush(&mut self) -> io::Result<()>;
+    /// Output is buffered that [`Side::flush`] has not sent yet.
+    fn buffered(&self) -> bool;
+    /// The side must read even when no plaintext is wanted (a TLS handshake in progress).
+    fn needs_read(&self) -> bool;
+    /// Ends the stream towards the client, cleanly.
+    fn close(&mut self);
+}
+
+/// A plain socket.
+pub struct Plain<S>(pub S);
+
+impl<S: Read + Write + AsFd> Side for Plain<S> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn buffered(&self) -> bool {
+        false
+    }
+    fn needs_read(&self) -> bool {
+        false
+    }
+    fn close(&mut self) {
+        let _ = rustix::net::shutdown(self.0.as_fd(), rustix::net::Shutdown::Write);
+    }
+}
+
+/// Serialises connections into tiny_http. Its pool hands a new connection to an idle thread
+/// by notifying a condition variable; two connections accepted before the woken thread runs
+/// leave the second queued until some other connection closes, however many threads are
+/// idle. With one hand-off at a time, from connect until tiny_http has produced the first
+/// request, that cannot happen.
+#[derive(Default)]
+pub struct Gate {
+    holder: Mutex<Option<u64>>,
+    freed: Condvar,
+}
+
+/// Longest wait for a hand-off before the gate is taken anyway: a liveness guard for a
+/// connection tiny_http refused without producing a request.
+const GATE_WAIT: Duration = Duration::from_secs(1);
+
+impl Gate {
+    fn acquire(&self, id: u64) {
+        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + GATE_WAIT;
+        while holder.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            holder = self
+                .freed
+                .wait_timeout(holder, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *holder = Some(id);
+    }
+
+    /// Called when connection `id` has produced its first request (or has failed).
+    pub fn release(&self, id: u64) {
+        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        if *holder == Some(id) {
+            *holder = None;
+            self.freed.notify_one();
+        }
+    }
+}
+
+/// What every relay shares.
+pub struct Shared {
+    pub limits: Limits,
+    /// tiny_http's internal listener (replaced if its accept loop has to be restarted).
+    pub inner_path: std::sync::RwLock<std::path::PathBuf>,
+    pub gate: Gate,
+    /// A per-process secret in the relay header: a request without it did not come through
+    /// a relay.
+    pub token: String,
+    /// Shutting down: connections close as soon as they are idle.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Becomes readable (and stays so) at shutdown; every relay polls it.
+    pub stop_signal: std::os::fd::OwnedFd,
+}
+
+enum Phase {
+    Head,
+    Body(u64),
+    Chunked(Chunked),
+    /// A refusal is queued; input is ignored.
+    Refused,
+}
+
+struct Relay<'a> {
+    side: &'a mut dyn Side,
+    shared: &'a Shared,
+    id: u64,
+    /// `tcp 1.2.3.4:5`, `tls 1.2.3.4:5` or `unix`.
+    peer: &'a str,
+    inner: Option<UnixStream>,
+    /// Request bytes: `[in_start, in_fwd)` framed and due to tiny_http, `[in_fwd, in_end)`
+    /// not yet framed.
+    inb: Box<[u8]>,
+    in_start: usize,
+    in_fwd: usize,
+    in_end: usize,
+    phase: Phase,
+    client_eof: bool,
+    inner_shut: bool,
+    /// A read filled the buffer: the side may hold more than its socket shows.
+    read_more: bool,
+    outb: Box<[u8]>,
+    out_start: usize,
+    out_end: usize,
+    inner_eof: bool,
+    /// The answer for a refused request, sent once tiny_http's answers are all out.
+    refusal: Option<Vec<u8>>,
+    refusal_sent: bool,
+    head_started: Option<Instant>,
+    request_started: Instant,
+    head_forwarded: Option<Instant>,
+    last_in: Instant,
+    last_inner: Instant,
+    last_out: Instant,
+}
+
+/// Relays one connection until either end closes or a limit is hit.
+pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared) {
+    let now = Instant::now();
+    let mut r = Relay {
+        side,
+        shared,
+        id,
+        peer,
+        inner: None,
+        inb: vec![0; IN_BUF].into_boxed_slice(),
+        in_start: 0,
+        in_fwd: 0,
+        in_end: 0,
+        phase: Phase::Head,
+        client_eof: false,
+        inner_shut: false,
+        read_more: false,
+        outb: Vec::new().into_boxed_slice(),
+        out_start: 0,
+        out_end: 0,
+        inner_eof: false,
+        refusal: None,
+        refusal_sent: false,
+        head_started: None,
+        request_started: now,
+        head_forwarded: None,
+        last_in: now,
+        last_inner: now,
+        last_out: now,
+    };
+    match r.run() {
+        Ok(()) => r.side.close(),
+        Err(e) => log::debug!("connection {id} ({peer}): {e}"),
+    }
+    shared.gate.release(id);
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
+}
+
+impl Relay<'_> {
+    fn run(&mut self) -> io::Result<()> {
+        loop {
+            if self.finished() {
+                return Ok(());
+            }
+            let want_in = self.wants_input();
+            if want_in && self.read_more {
+                self.read_client()?;
+                continue;
+            }
+            let mut client_ev = PollFlags::empty();
+            if want_in || self.side.needs_read() {
+                client_ev |= PollFlags::IN;
+            }
+            if self.out_start < self.out_end || self.side.buffered() {
+                client_ev |= PollFlags::OUT;
+            }
+            let mut inner_ev = PollFlags::empty();
+            if self.inner.is_some() {
+                if !self.inner_eof && self.out_end < OUT_BUF {
+                    inner_ev |= PollFlags::IN;
+                }
+                if self.in_start < self.in_fwd {
+                    inner_ev |= PollFlags::OUT;
+                }
+            }
+            if self.is_idle()
+                && self
+                    .shared
+                    .stopping
+                    .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Ok(());
+            }
+            let timeout = self.check_deadlines()?;
+            let ts = Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: timeout.subsec_nanos() as i64,
+            };
+            let (cr, ir) = {
+                let cfd = self.side.fd();
+                let stop_ev = if self
+                    .shared
+                    .stopping
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::IN
+                };
+                let mut fds = vec![
+                    PollFd::from_borrowed_fd(cfd, client_ev),
+                    PollFd::new(&self.shared.stop_signal, stop_ev),
+                ];
+                if let Some(inner) = &self.inner {
+                    fds.push(PollFd::new(inner, inner_ev));
+                }
+                match poll(&mut fds, Some(&ts)) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                (
+                    fds[0].revents(),
+                    fds.get(2).map_or(PollFlags::empty(), |f| f.revents()),
+                )
+            };
+            let hup = PollFlags::HUP | PollFlags::ERR;
+            if cr.intersects(PollFlags::IN | hup) && (want_in || self.side.needs_read()) {
+                self.read_client()?;
+            }
+            if ir.intersects(PollFlags::OUT | hup) {
+                self.write_inner()?;
+            }
+            if ir.intersects(PollFlags::IN | hup) {
+                self.read_inner()?;
+            }
+            if cr.intersects(PollFlags::OUT | hup) || self.side.buffered() {
+                self.write_client()?;
+            }
+            if cr.intersects(hup) && !want_in && !cr.contains(PollFlags::IN) {
+                // The client is gone and nothing more will be read from it.
+                if cr.contains(PollFlags::ERR) {
+                    return Err(io::Error::other("client connection error"));
+                }
+            }
+        }
+    }
+
+    /// Between requests, with nothing in flight in either direction.
+    fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head)
+            && self.head_started.is_none()
+            && self.in_end == 0
+            && self.out_start == self.out_end
+            && !self.side.buffered()
+            && !self.awaiting()
+    }
+
+    /// A request was passed on and tiny_http has not answered anything since.
+    fn awaiting(&self) -> bool {
+        self.head_forwarded
+            .is_some_and(|h| self.last_inner < h && !self.inner_eof)
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.client_eof
+            && !matches!(self.phase, Phase::Refused)
+            && self.in_end + HEAD_SLACK < IN_BUF
+    }
+
+    /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
+    /// the client left before a request was made.
+    fn finished(&self) -> bool {
+        let out_empty = self.out_start == self.out_end && !self.side.buffered();
+        if !out_empty {
+            return false;
+        }
+        if self.refusal.is_some() && !self.refusal_sent {
+            return false;
+        }
+        match &self.inner {
+            Some(_) => self.inner_eof,
+            None => self.client_eof || self.refusal_sent,
+        }
+    }
+
+    fn read_client(&mut self) -> io::Result<()> {
+        self.read_more = false;
+        let room = IN_BUF - HEAD_SLACK;
+        if self.in_end >= room {
+            return Ok(());
+        }
+        match self.side.read(&mut self.inb[self.in_end..room]) {
+            Ok(0) => {
+                self.client_eof = true;
+            }
+            Ok(n) => {
+                self.in_end += n;
+                self.last_in = Instant::now();
+                self.read_more = self.in_end == room;
+            }
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if let Err(refusal) = self.frame() {
+            self.refuse(refusal);
+        }
+        self.write_inner()?;
+        if self.client_eof && self.in_start == self.in_end && !self.inner_shut {
+            if let Some(inner) = &self.inner {
+                let _ = inner.shutdown(std::net::Shutdown::Write);
+                self.inner_shut = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames what has arrived: heads are checked and rewritten, body bytes are counted.
+    fn frame(&mut self) -> Result<(), Refusal> {
+        while self.in_fwd < self.in_end {
+            let pending = &self.inb[self.in_fwd..self.in_end];
+            match &mut self.phase {
+                Phase::Refused => {
+                    self.in_end = self.in_fwd;
+                    return Ok(());
+                }
+                Phase::Body(n) => {
+                    let k = (*n).min(pending.len() as u64);
+                    self.in_fwd += k as usize;
+                    *n -= k;
+                    if *n == 0 {
+                        self.phase = Phase::Head;
+                    }
+                }
+                Phase::Chunked(c) => {
+                    let k = c.advance(pending)?;
+                    self.in_fwd += k;
+                    if c.done() {
+                        self.phase = Phase::Head;
+                    }
+                }
+                Phase::Head => {
+                    if !self.frame_head()? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames the head at `in_fwd`; false while it is incomplete.
+    fn frame_head(&mut self) -> Result<bool, Refusal> {
+        let now = Instant::now();
+        let started = *self.head_started.get_or_insert(now);
+        let limit = self.shared.limits.max_head;
+        let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
+            return Ok(false);
+        };
+        let first = self.inner.is_none();
+        if first {
+            self.connect_inner()?;
+        }
+        let extra = format!(
+            "{RELAY_HEADER}: {} {} {} {}",
+            self.shared.token,
+            self.id,
+            u8::from(first),
+            self.peer
+        );
+        let at = self.in_fwd;
+        let mut new_head = Vec::with_capacity(h.len + extra.len() + 4);
+        head::rewrite_head(
+            &self.inb[at..at + h.len],
+            RELAY_HEADER,
+            &extra,
+            &mut new_head,
+        );
+        let grow = new_head.len() - h.len;
+        if self.in_end + grow > IN_BUF {
+            return Err(Refusal::HeadTooLarge);
+        }
+        self.inb
+            .copy_within(at + h.len..self.in_end, at + new_head.len());
+        self.inb[at..at + new_head.len()].copy_from_slice(&new_head);
+        self.in_end += grow;
+        self.in_fwd += new_head.len();
+        self.head_started = None;
+        self.request_started = started;
+        self.head_forwarded = Some(now);
+        self.phase = match h.framing {
+            Framing::Length(0) => Phase::Head,
+            Framing::Length(n) => Phase::Body(n),
+            Framing::Chunked => Phase::Chunked(Chunked::default()),
+        };
+        Ok(true)
+    }
+
+    fn connect_inner(&mut self) -> Result<(), Refusal> {
+        self.shared.gate.acquire(self.id);
+        let path = self
+            .shared
+            .inner_path
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let connected = UnixStream::connect(path).and_then(|s| {
+            s.set_nonblocking(true)?;
+            Ok(s)
+        });
+        match connected {
+            Ok(s) => {
+                self.outb = vec![0; OUT_BUF].into_boxed_slice();
+                self.inner = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.gate.release(self.id);
+                log::error!("connection {}: reaching the request queue: {e}", self.id);
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// Queues the answer to a request that is not passed on; it goes out after tiny_http's
+    /// answers to the requests before it, and then the connection closes.
+    fn refuse(&mut self, refusal: Refusal) {
+        log::info!(target: "access", "- {} - {} 0 refused: {refusal:?}", self.peer, refusal_status(refusal));
+        self.phase = Phase::Refused;
+        self.in_end = self.in_fwd;
+        self.refusal = Some(refusal_response(refusal));
+        if let Some(inner) = &self.inner {
+            if self.in_start == self.in_fwd {
+                let _ = inner.shutdown(std::net::Shutdown::Write);
+                self.inner_shut = true;
+            }
+        }
+        self.queue_refusal();
+    }
+
+    fn queue_refusal(&mut self) {
+        let inner_done = self.inner.is_none() || self.inner_eof;
+        if inner_done && self.out_start == self.out_end && !self.refusal_sent {
+            if let Some(r) = &self.refusal {
+                if self.outb.len() < r.len() {
+                    self.outb = vec![0; OUT_BUF.max(r.len())].into_boxed_slice();
+                }
+                self.outb[..r.len()].copy_from_slice(r);
+                self.out_start = 0;
+                self.out_end = r.len();
+                self.refusal_sent = true;
+            }
+        }
+    }
+
+    fn write_inner(&mut self) -> io::Result<()> {
+        let Some(inner) = &mut self.inner else {
+            return Ok(());
+        };
+        while self.in_start < self.in_fwd {
+            match inner.write(&self.inb[self.in_start..self.in_fwd]) {
+                Ok(n) => self.in_start += n,
+                Err(e) if would_block(&e) => break,
+                // tiny_http closed its side (it answers and closes on errors it finds).
+                Err(_) => {
+                    self.in_start = self.in_fwd;
+                    self.client_eof = true;
+                    break;
+                }
+            }
+        }
+        if self.in_start == self.in_fwd {
+            // Move what is not yet framed (a partial head) to the front.
+            self.inb.copy_within(self.in_fwd..self.in_end, 0);
+            self.in_end -= self.in_fwd;
+            self.in_start = 0;
+            self.in_fwd = 0;
+            if self.client_eof && self.in_end == 0 && !self.inner_shut {
+                let _ = inner.shutdown(std::net::Shutdown::Write);
+                self.inner_shut = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_inner(&mut self) -> io::Result<()> {
+        let Some(inner) = &mut self.inner else {
+            return Ok(());
+        };
+        if self.out_start == self.out_end {
+            self.out_start = 0;
+            self.out_end = 0;
+        }
+        if self.out_end < OUT_BUF && !self.inner_eof {
+            match inner.read(&mut self.outb[self.out_end..]) {
+                Ok(0) => self.inner_eof = true,
+                Ok(n) => {
+                    self.out_end += n;
+                    self.last_inner = Instant::now();
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => self.inner_eof = true,
+            }
+        }
+        if self.inner_eof {
+            self.queue_refusal();
+        }
+        self.write_client()
+    }
+
+    fn write_client(&mut self) -> io::Result<()> {
+        while self.out_start < self.out_end {
+            match self.side.write(&self.outb[self.out_start..self.out_end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_start += n;
+                    self.last_out = Instant::now();
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        match self.side.flush() {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if self.out_start == self.out_end {
+            self.out_start = 0;
+            self.out_end = 0;
+            self.queue_refusal();
+        }
+        Ok(())
+    }
+
+    /// Fails when a limit is passed; otherwise returns how long poll may wait.
+    fn check_deadlines(&self) -> io::Result<Duration> {
+        let l = &self.shared.limits;
+        let now = Instant::now();
+        let mut next = Duration::from_secs(3600);
+        let mut check = |since: Instant, limit: Duration, what: &str| -> io::Result<()> {
+            let left = (since + limit).saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, what.to_string()));
+            }
+            next = next.min(left);
+            Ok(())
+        };
+        let out_pending = self.out_start < self.out_end || self.side.buffered();
+        let awaiting = self.awaiting();
+        if out_pending {
+            check(self.last_out, l.idle_timeout, "the client stopped reading")?;
+        }
+        if let Some(h) = self.head_forwarded {
+            if out_pending || awaiting {
+                check(h, l.write_timeout, "--server-write-timeout")?;
+            }
+        }
+        match &self.phase {
+            Phase::Refused => {}
+            Phase::Head => {
+                if let Some(started) = self.head_started {
+                    check(started, l.idle_timeout, "a request head arrived too slowly")?;
+                    check(started, l.read_timeout, "--server-read-timeout")?;
+                } else if !out_pending && !awaiting && !self.client_eof {
+                    let last = self.last_in.max(self.last_out).max(self.last_inner);
+                    check(last, l.idle_timeout, "idle")?;
+                }
+            }
+            Phase::Body(_) | Phase::Chunked(_) => {
+                if self.wants_input() && self.in_start == self.in_fwd {
+                    check(self.last_in, l.idle_timeout, "a request body stalled")?;
+                }
+                check(
+                    self.request_started,
+                    l.read_timeout,
+                    "--server-read-timeout",
+                )?;
+            }
+        }
+        Ok(next)
+    }
+}
+
+fn refusal_status(r: Refusal) -> u16 {
+    match r {
+        Refusal::HeadTooLarge => 431,
+        Refusal::Bad(_) => 400,
+        Refusal::NotImplemented(_) => 501,
+        Refusal::Unavailable => 503,
+    }
+}
+
+/// A whole HTTP answer with an S3 error document, closing the connection.
+fn refusal_response(r: Refusal) -> Vec<u8> {
+    let e = match r {
+        Refusal::HeadTooLarge => S3Error::new(
+            Code::RequestHeaderSectionTooLarge,
+            "Your request header section exceeds the maximum allowed size.",
+        ),
+        Refusal::Bad(why) => S3Error::new(Code::InvalidRequest, why),
+        Refusal::NotImplemented(why) => S3Error::new(Code::NotImplemented, why),
+        Refusal::Unavailable => S3Error::new(Code::SlowDown, "Please reduce your request rate."),
+    };
+    let id = crate::util::unique_token();
+    let body = e.to_xml(&id);
+    let status = refusal_status(r);
+    let reason = match status {
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Bad Request",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nServer: s3serve\r\nDate: {}\r\nx-amz-request-id: {id}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        crate::util::http_date(std::time::SystemTime::now()),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}

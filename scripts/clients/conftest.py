@@ -83,13 +83,14 @@ def free_port():
 class Server:
     """One running server process over DATA_DIR."""
 
-    def __init__(self, data_dir, flags=(), auth=((AK, SK),), workdir=None):
+    def __init__(self, data_dir, flags=(), auth=((AK, SK),), workdir=None, preexec=None):
         self.data_dir = Path(data_dir)
         self.flags = list(flags)
         self.auth = list(auth) if auth else []
         self.port = free_port()
         self.host = "127.0.0.1"
-        self.url = f"http://{self.host}:{self.port}"
+        scheme = "https" if "--cert" in self.flags else "http"
+        self.url = f"{scheme}://{self.host}:{self.port}"
         workdir = Path(workdir or tempfile.mkdtemp(prefix="s3serve-srv-"))
         self.log_path = workdir / f"server-{self.port}.log"
         if USE_RCLONE:
@@ -108,7 +109,7 @@ class Server:
         self._log = open(self.log_path, "wb")
         if not USE_RCLONE and not os.path.exists(cmd[0]):
             pytest.fail(f"server binary {cmd[0]} not found: build it (cargo build --release) or set S3SERVE_BIN")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)
         self._wait_ready()
 
     def log(self):
@@ -158,7 +159,7 @@ class Server:
         return self.data_dir / bucket
 
 
-def make_client(url, ak=AK, sk=SK, region=REGION, **config):
+def make_client(url, ak=AK, sk=SK, region=REGION, verify=None, **config):
     s3cfg = config.pop("s3", {})
     s3cfg.setdefault("addressing_style", "path")
     cfg = Config(
@@ -169,8 +170,10 @@ def make_client(url, ak=AK, sk=SK, region=REGION, **config):
         **config,
     )
     kw = {}
+    if verify is not None:
+        kw["verify"] = verify
     if ak is not None:
-        kw = dict(aws_access_key_id=ak, aws_secret_access_key=sk)
+        kw.update(aws_access_key_id=ak, aws_secret_access_key=sk)
     return boto3.session.Session().client("s3", endpoint_url=url, region_name=region, config=cfg, **kw)
 
 
@@ -209,11 +212,11 @@ def start_server(tmp_path):
     """
     started = []
 
-    def start(*flags, data_dir=None, auth=((AK, SK),)):
+    def start(*flags, data_dir=None, auth=((AK, SK),), preexec=None):
         if data_dir is None:
             data_dir = tmp_path / "data"
             data_dir.mkdir(exist_ok=True)
-        srv = Server(data_dir, flags, auth, workdir=tmp_path)
+        srv = Server(data_dir, flags, auth, workdir=tmp_path, preexec=preexec)
         started.append(srv)
         return srv
 

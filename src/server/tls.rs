@@ -51,9 +51,13 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("--cert/--key: {e}"))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "--cert {} / --key {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,0 +1,326 @@
+"""The front of the server: TLS and mutual TLS, header limits, slow and stalled clients,
+framing errors, the descriptor limit, and SIGHUP. Certificates are made here with openssl."""
+
+import os
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from botocore.config import Config
+
+from conftest import AK, SK, USE_RCLONE, make_client, unique_bucket_name
+
+pytestmark = pytest.mark.skipif(USE_RCLONE, reason="s3serve's own front")
+
+
+def openssl(cwd, *args):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}")
+    return d / f"{name}.crt"
+
+
+# How each kind of key is made, and the PEM label that proves its format.
+KEYS = {
+    "rsa-pkcs8": (["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "BEGIN PRIVATE KEY"),
+    "rsa-pkcs1": (["genrsa", "-traditional"], "BEGIN RSA PRIVATE KEY"),
+    "ecdsa-sec1": (["ecparam", "-name", "prime256v1", "-genkey", "-noout"], "BEGIN EC PRIVATE KEY"),
+    "ecdsa-pkcs8": (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], "BEGIN PRIVATE KEY"),
+    "ed25519": (["genpkey", "-algorithm", "ed25519"], "BEGIN PRIVATE KEY"),
+}
+
+
+def make_leaf(d, name, ca, kind="ecdsa-sec1", usage="serverAuth"):
+    """A certificate for 127.0.0.1/localhost signed by `ca`; returns (cert, key)."""
+    cmd, label = KEYS[kind]
+    openssl(d, *cmd, "-out", f"{name}.key")
+    assert label in (d / f"{name}.key").read_text()
+    openssl(d, "req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+    (d / f"{name}.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        f"extendedKeyUsage={usage}\n")
+    ca_name = ca.stem
+    openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca_name}.crt", "-CAkey", f"{ca_name}.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
+@pytest.fixture
+def pki(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    return d
+
+
+def curl(*args, timeout=30):
+    return subprocess.run(["curl", "-s", "-S", "-o", "-", "-w", "\n%{http_code}", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("kind", list(KEYS))
+def test_https_with_boto3_and_curl(start_server, pki, kind):
+    ca = make_ca(pki, "ca")
+    cert, key = make_leaf(pki, "server", ca, kind)
+    srv = start_server("--cert", cert, "--key", key)
+    assert srv.url.startswith("https://")
+    c = srv.client(verify=str(ca))
+    bucket = unique_bucket_name("tls")
+    c.create_bucket(Bucket=bucket)
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    c.put_object(Bucket=bucket, Key="k", Body=data)
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+    r = curl("--cacert", ca, f"{srv.url}/{bucket}/k")
+    # curl is unsigned: refused, but over a verified TLS connection with an S3 error.
+    assert r.stdout.endswith("\n403"), r.stderr
+    assert "<Code>AccessDenied</Code>" in r.stdout
+    # A client that does not trust the CA fails the handshake.
+    r = curl(f"{srv.url}/")
+    assert r.returncode != 0 and r.stdout.endswith("000")
+
+
+def test_plain_http_to_a_tls_port_gets_nothing_and_the_server_lives(start_server, pki):
+    ca = make_ca(pki, "ca")
+    cert, key = make_leaf(pki, "server", ca)
+    srv = start_server("--cert", cert, "--key", key, auth=None)
+    with socket.create_connection((srv.host, srv.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = s.recv(100)
+        assert not got.startswith(b"HTTP/")
+    assert curl("--cacert", ca, f"{srv.url}/").stdout.endswith("\n200")
+
+
+def test_http_prefix_keeps_a_listener_plain_next_to_tls(start_server, pki, tmp_path):
+    ca = make_ca(pki, "ca")
+    cert, key = make_leaf(pki, "server", ca)
+    from conftest import free_port
+    plain = free_port()
+    srv = start_server("--cert", cert, "--key", key, "--addr", f"http://127.0.0.1:{plain}", auth=None)
+    assert curl("--cacert", ca, f"{srv.url}/").stdout.endswith("\n200")
+    assert curl(f"http://127.0.0.1:{plain}/").stdout.endswith("\n200")
+
+
+def test_mutual_tls(start_server, pki):
+    ca = make_ca(pki, "ca")
+    client_ca = make_ca(pki, "clientca")
+    other_ca = make_ca(pki, "otherca")
+    cert, key = make_leaf(pki, "server", ca, "rsa-pkcs1")
+    ccert, ckey = make_leaf(pki, "client", client_ca, "ecdsa-pkcs8", usage="clientAuth")
+    bcert, bkey = make_leaf(pki, "intruder", other_ca, "ecdsa-pkcs8", usage="clientAuth")
+    srv = start_server("--cert", cert, "--key", key, "--client-ca", client_ca)
+    # No certificate, or one from another CA: refused during the handshake, no HTTP at all.
+    for extra in ([], ["--cert", bcert, "--key", bkey]):
+        r = curl("--cacert", ca, *extra, f"{srv.url}/")
+        assert r.returncode != 0, r.stdout
+        assert r.stdout.endswith("000")
+    # With a certificate from the client CA: served (curl is unsigned, so 403 from S3).
+    r = curl("--cacert", ca, "--cert", ccert, "--key", ckey, f"{srv.url}/")
+    assert r.stdout.endswith("\n403"), r.stderr
+    c = srv.client(verify=str(ca), client_cert=(str(ccert), str(ckey)))
+    bucket = unique_bucket_name("mtls")
+    c.create_bucket(Bucket=bucket)
+    c.put_object(Bucket=bucket, Key="k", Body=b"hello")
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+    bad = srv.client(verify=str(ca))
+    with pytest.raises(Exception):
+        bad.list_buckets()
+
+
+def test_min_tls_version(start_server, pki):
+    ca = make_ca(pki, "ca")
+    cert, key = make_leaf(pki, "server", ca)
+    srv = start_server("--cert", cert, "--key", key, "--min-tls-version", "tls1.3", auth=None)
+    assert curl("--cacert", ca, "--tls-max", "1.2", f"{srv.url}/").returncode != 0
+    assert curl("--cacert", ca, "--tlsv1.3", f"{srv.url}/").stdout.endswith("\n200")
+    old = start_server("--cert", cert, "--key", key, "--min-tls-version", "tls1.0", auth=None)
+    assert "TLS 1.0 and 1.1 are not available" in old.log()
+    assert curl("--cacert", ca, "--tls-max", "1.2", f"{old.url}/").stdout.endswith("\n200")
+
+
+def test_bad_pem_files_are_start_up_errors_naming_the_file(tmp_path, pki):
+    from conftest import S3SERVE_BIN
+    ca = make_ca(pki, "ca")
+    cert, key = make_leaf(pki, "server", ca)
+    junk = pki / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    empty = pki / "empty.pem"
+    empty.write_text("")
+    cases = [
+        (["--cert", junk, "--key", key], "junk.pem"),
+        (["--cert", empty, "--key", key], "empty.pem"),
+        (["--cert", cert, "--key", empty], "empty.pem"),
+        (["--cert", cert, "--key", pki / "missing.key"], "missing.key"),
+        (["--cert", cert, "--key", key, "--client-ca", junk], "junk.pem"),
+        (["--cert", ca, "--key", key], "KeyMismatch"),  # the key does not match the cert
+    ]
+    for flags, name in cases:
+        p = subprocess.run([S3SERVE_BIN, "--addr", "127.0.0.1:0", *map(str, flags), str(tmp_path)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (flags, p.stderr)
+        assert name in p.stderr, p.stderr
+        assert "panicked" not in p.stderr
+
+
+def raw(srv, data, timeout=10):
+    """Sends bytes on a fresh connection and reads until the server closes."""
+    with socket.create_connection((srv.host, srv.port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def test_max_header_bytes_answers_431(start_server):
+    srv = start_server("--max-header-bytes", "1000", auth=None)
+    # As in Go's server (and so rclone), the limit allows 4 KiB on top of the value.
+    limit = 1000 + 4096
+
+    def head_of(size):
+        line = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        pad = size - len(line) - len("X-Pad: \r\n\r\n")
+        return (line + "X-Pad: " + "a" * pad + "\r\n\r\n").encode()
+
+    ok = raw(srv, head_of(limit - 200))
+    assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
+    big = raw(srv, head_of(limit + 200))
+    assert big.startswith(b"HTTP/1.1 431"), big[:200]
+    assert b"<Code>RequestHeaderSectionTooLarge</Code>" in big
+    # A head that never ends is refused once it passes the limit, without waiting for it.
+    with socket.create_connection((srv.host, srv.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nX-Endless: " + b"b" * (limit + 10))
+        assert s.recv(100).startswith(b"HTTP/1.1 431")
+    assert raw(srv, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("lengths", [
+    ["5", "6"],
+    ["5, 6"],
+    ["-1"],
+    ["abc"],
+    ["5\r\nTransfer-Encoding: chunked"],
+])
+def test_invalid_or_conflicting_content_length_is_400_and_closes(start_server, lengths):
+    srv = start_server(auth=None)
+    head = "PUT /b/k HTTP/1.1\r\nHost: x\r\n" + "".join(f"Content-Length: {v}\r\n" for v in lengths)
+    # Whatever follows must not be read as a second request.
+    smuggled = b"hello" + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = raw(srv, head.encode() + b"\r\n" + smuggled)
+    assert out.startswith(b"HTTP/1.1 400"), out[:300]
+    assert out.count(b"HTTP/1.1") == 1, out
+    assert b"<Code>InvalidRequest</Code>" in out
+
+
+def test_slow_headers_pin_no_worker(start_server):
+    """More byte-a-while clients than workers: normal requests are still served, and with
+    a short idle timeout the slow clients are dropped."""
+    srv = start_server("--workers", "2", "--idle-timeout", "2s", auth=None)
+    slow = []
+    for _ in range(8):
+        s = socket.create_connection((srv.host, srv.port), timeout=30)
+        s.sendall(b"GET / HTTP/1.1\r\nHo")
+        slow.append(s)
+    for _ in range(5):
+        assert raw(srv, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    for s in slow:
+        s.sendall(b"s")  # still trickling
+    # Each slow connection is closed by the server (its head never completes in time).
+    for s in slow:
+        assert s.recv(100) == b""
+        s.close()
+
+
+def test_a_stalled_body_is_cut_off_and_leaves_nothing(start_server):
+    srv = start_server("--workers", "2", "--idle-timeout", "2s", auth=None)
+    c = srv.anon_client()
+    bucket = unique_bucket_name("stall")
+    c.create_bucket(Bucket=bucket)
+    stalled = []
+    for i in range(4):
+        s = socket.create_connection((srv.host, srv.port), timeout=30)
+        s.sendall(f"PUT /{bucket}/big{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\npartial".encode())
+        stalled.append(s)
+    # Workers blocked on the stalled bodies are freed; other requests go on.
+    assert c.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    for s in stalled:
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+    assert c.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    assert not list((srv.data_dir / bucket).iterdir())
+
+
+def test_more_clients_than_descriptors(start_server):
+    """Under `ulimit -n 64` a crowd of clients queues instead of breaking the server."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    srv = start_server("--workers", "4", auth=None, preexec=limit)
+    socks = []
+    for _ in range(150):
+        s = socket.create_connection((srv.host, srv.port), timeout=60)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        socks.append(s)
+    for s in socks:
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        s.close()
+    c = srv.anon_client()
+    bucket = unique_bucket_name("fds")
+    c.create_bucket(Bucket=bucket)
+    c.put_object(Bucket=bucket, Key="k", Body=b"x" * 100000)
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 100000
+    assert srv.proc.poll() is None
+
+
+def test_unix_socket_skips_auth_but_tcp_does_not(start_server, tmp_path):
+    sock = tmp_path / "s3.sock"
+    srv = start_server("--addr", f"unix://{sock}")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", str(sock),
+                        "-X", "PUT", "http://localhost/sockbucket"], capture_output=True, text=True, timeout=30)
+    assert r.stdout == "200"
+    assert (srv.data_dir / "sockbucket").is_dir()
+    assert curl(f"{srv.url}/").stdout.endswith("\n403")
+    # A client cannot claim to be on the unix socket by sending the relay's header.
+    r = curl("-H", "x-s3serve-relay: forged 1 1 unix", f"{srv.url}/")
+    assert r.stdout.endswith("\n403")
+
+
+def test_sighup_reopens_the_log_file(start_server, tmp_path):
+    log = tmp_path / "s3serve.log"
+    srv = start_server("--log-file", log, "-v", auth=None)
+    c = srv.anon_client()
+    c.list_buckets()
+    rotated = tmp_path / "s3serve.log.1"
+    log.rename(rotated)
+    srv.proc.send_signal(signal.SIGHUP)
+    # SIGHUP is handled asynchronously: poll for the new file rather than sleeping a fixed time.
+    deadline = time.monotonic() + 30
+    while not log.exists() and time.monotonic() < deadline:
+        c.list_buckets()
+        time.sleep(0.05)
+    c.list_buckets()
+    assert "ListBuckets" in log.read_text()
+    assert "ListBuckets" in rotated.read_text()
+    assert srv.stop() == 0

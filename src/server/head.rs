@@ -29,6 +29,11 @@ pub struct Head {
     /// Bytes of the head, up to and including the empty line.
     pub len: usize,
     pub framing: Framing,
+    /// A HEAD request: its answer has no body whatever its Content-Length says.
+    pub is_head: bool,
+    /// tiny_http keeps the connection open after answering (HTTP/1.1 without
+    /// `Connection: close` or `upgrade`).
+    pub keep_alive: bool,
 }
 
 /// Where the head that starts `buf` ends: `Ok(None)` while it is incomplete and within
@@ -41,8 +46,7 @@ pub fn find_head(buf: &[u8], limit: usize) -> Result<Option<Head>, Refusal> {
             Ok(None)
         };
     };
-    let head = &buf[..end];
-    check_head(head).map(|framing| Some(Head { len: end, framing }))
+    check_head(&buf[..end]).map(Some)
 }
 
 fn find_crlfcrlf(buf: &[u8]) -> Option<usize> {
@@ -51,7 +55,7 @@ fn find_crlfcrlf(buf: &[u8]) -> Option<usize> {
 
 /// Validates the request line and headers, and finds the body's framing. tiny_http resets
 /// the connection on non-ASCII headers and desynchronises on bad lengths: both are refused here.
-fn check_head(head: &[u8]) -> Result<Framing, Refusal> {
+fn check_head(head: &[u8]) -> Result<Head, Refusal> {
     if !head.iter().all(|&b| b.is_ascii() && b != 0) {
         return Err(Refusal::Bad("The request head is not ASCII."));
     }
@@ -60,13 +64,17 @@ fn check_head(head: &[u8]) -> Result<Framing, Refusal> {
     let mut lines = text[..text.len() - 4].split("\r\n");
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+    let (method, http11) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(t), Some(v), None)
-            if !m.is_empty() && !t.is_empty() && v.starts_with("HTTP/") => {}
+            if !m.is_empty() && !t.is_empty() && (v == "HTTP/1.1" || v == "HTTP/1.0") =>
+        {
+            (m, v == "HTTP/1.1")
+        }
         _ => return Err(Refusal::Bad("The request line is malformed.")),
-    }
+    };
     let mut length: Option<u64> = None;
     let mut chunked = false;
+    let mut keep_alive = http11;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(Refusal::Bad("A header line has no colon."));
@@ -84,6 +92,18 @@ fn check_head(head: &[u8]) -> Result<Framing, Refusal> {
                 }
                 length = Some(n);
             }
+        } else if name.eq_ignore_ascii_case("connection") {
+            let v = value.to_ascii_lowercase();
+            if v.contains("close") || v.contains("upgrade") {
+                keep_alive = false;
+            } else if v.contains("keep-alive") {
+                keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("expect") && !value.eq_ignore_ascii_case("100-continue")
+        {
+            return Err(Refusal::Bad(
+                "The only expectation supported is 100-continue.",
+            ));
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if !value.eq_ignore_ascii_case("chunked") || chunked {
                 return Err(Refusal::NotImplemented(
@@ -93,13 +113,21 @@ fn check_head(head: &[u8]) -> Result<Framing, Refusal> {
             chunked = true;
         }
     }
-    match (chunked, length) {
-        (true, Some(_)) => Err(Refusal::Bad(
-            "Content-Length and Transfer-Encoding must not both be sent.",
-        )),
-        (true, None) => Ok(Framing::Chunked),
-        (false, l) => Ok(Framing::Length(l.unwrap_or(0))),
-    }
+    let framing = match (chunked, length) {
+        (true, Some(_)) => {
+            return Err(Refusal::Bad(
+                "Content-Length and Transfer-Encoding must not both be sent.",
+            ))
+        }
+        (true, None) => Framing::Chunked,
+        (false, l) => Framing::Length(l.unwrap_or(0)),
+    };
+    Ok(Head {
+        len: head.len(),
+        framing,
+        is_head: method == "HEAD",
+        keep_alive,
+    })
 }
 
 fn parse_length(v: &str) -> Result<u64, Refusal> {
@@ -246,6 +274,124 @@ impl Chunked {
     }
 }
 
+/// Follows the answers coming back from tiny_http, to know when every request passed on has
+/// been answered in full (then the connection to tiny_http can serve another client).
+#[derive(Debug, Default)]
+pub struct Responses {
+    /// For each request passed on and not yet answered: whether it was a HEAD.
+    pending: std::collections::VecDeque<bool>,
+    state: RespState,
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum RespState {
+    #[default]
+    Head,
+    Body(u64),
+    Chunked(Chunked),
+    /// Not followable (no length, or nonsense): the connection ends with this answer.
+    UntilClose,
+}
+
+/// Longest answer head followed.
+const RESPONSE_HEAD_LIMIT: usize = 64 * 1024;
+
+impl Responses {
+    pub fn expect(&mut self, is_head: bool) {
+        self.pending.push_back(is_head);
+    }
+
+    /// Requests passed on whose answers have not fully arrived.
+    pub fn awaiting(&self) -> bool {
+        !self.pending.is_empty() || !matches!(self.state, RespState::Head) || !self.head.is_empty()
+    }
+
+    /// Every answer is complete and the stream is still followable.
+    pub fn idle(&self) -> bool {
+        !self.awaiting()
+    }
+
+    /// Whether the stream can no longer be followed.
+    pub fn lost(&self) -> bool {
+        matches!(self.state, RespState::UntilClose)
+    }
+
+    /// Follows answer bytes as they arrive.
+    pub fn advance(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            match &mut self.state {
+                RespState::UntilClose => return,
+                RespState::Body(n) => {
+                    let k = (*n).min((data.len() - i) as u64);
+                    i += k as usize;
+                    *n -= k;
+                    if *n == 0 {
+                        self.state = RespState::Head;
+                    }
+                }
+                RespState::Chunked(c) => match c.advance(&data[i..]) {
+                    Ok(k) => {
+                        i += k;
+                        if c.done() {
+                            self.state = RespState::Head;
+                        }
+                    }
+                    Err(_) => self.state = RespState::UntilClose,
+                },
+                RespState::Head => {
+                    while i < data.len() {
+                        self.head.push(data[i]);
+                        i += 1;
+                        if self.head.ends_with(b"\r\n\r\n") {
+                            self.state = self.answer_head();
+                            self.head.clear();
+                            break;
+                        }
+                        if self.head.len() > RESPONSE_HEAD_LIMIT {
+                            self.state = RespState::UntilClose;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What follows a complete answer head.
+    fn answer_head(&mut self) -> RespState {
+        let text = String::from_utf8_lossy(&self.head);
+        let status: u16 = match text.get(9..12).and_then(|s| s.parse().ok()) {
+            Some(s) => s,
+            None => return RespState::UntilClose,
+        };
+        if (100..200).contains(&status) {
+            return RespState::Head; // 100 Continue: the real answer follows
+        }
+        let Some(is_head) = self.pending.pop_front() else {
+            return RespState::UntilClose;
+        };
+        let mut length = None;
+        let mut chunked = false;
+        for line in text.split("\r\n").skip(1) {
+            if let Some((n, v)) = line.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<u64>().ok();
+                } else if n.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.trim().eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        match (is_head || status == 204 || status == 304, chunked, length) {
+            (true, _, _) | (false, false, Some(0)) => RespState::Head,
+            (false, true, _) => RespState::Chunked(Chunked::default()),
+            (false, false, Some(n)) => RespState::Body(n),
+            (false, false, None) => RespState::UntilClose,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +421,52 @@ mod tests {
     }
 
     #[test]
+    fn method_and_keep_alive() {
+        let h = head("HEAD /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.is_head && h.keep_alive);
+        let h = head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.is_head && !h.keep_alive);
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        let h = head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn answers_are_followed_to_their_end() {
+        let mut r = Responses::default();
+        r.expect(false);
+        r.expect(true);
+        r.expect(false);
+        r.expect(false);
+        let stream = b"HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\
+HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n\
+HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n";
+        for split in 0..stream.len() {
+            let mut r2 = Responses::default();
+            for h in [false, true, false, false] {
+                r2.expect(h);
+            }
+            r2.advance(&stream[..split]);
+            r2.advance(&stream[split..]);
+            assert!(r2.idle(), "split {split}");
+        }
+        r.advance(&stream[..stream.len() - 3]);
+        assert!(r.awaiting());
+        let mut lost = Responses::default();
+        lost.expect(false);
+        lost.advance(b"HTTP/1.1 200 OK\r\n\r\nbody until close");
+        assert!(lost.lost() && !lost.idle());
+    }
+
+    #[test]
     fn bad_heads_are_refused() {
         for bad in [
             "PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
@@ -286,6 +478,8 @@ mod tests {
             "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
             "GET /\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: something\r\n\r\n",
             "GET / HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n",
         ] {
             assert!(matches!(head(bad), Err(Refusal::Bad(_))), "{bad:?}");

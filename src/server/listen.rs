@@ -121,7 +121,8 @@ impl Relays {
         let spawned = std::thread::Builder::new()
             .name("s3serve:relay".into())
             .spawn(move || {
-                let run = |job| run(job, &shared, &ids);
+                let mut kept = relay::Kept::default();
+                let mut run = |job| run(job, &shared, &ids, &mut kept);
                 run(job);
                 while let Ok(job) = rx.recv_timeout(RELAY_IDLE) {
                     run(job);
@@ -154,9 +155,9 @@ impl Relays {
     }
 }
 
-fn run(mut job: Job, shared: &Shared, ids: &AtomicU64) {
+fn run(mut job: Job, shared: &Shared, ids: &AtomicU64, kept: &mut relay::Kept) {
     let id = ids.fetch_add(1, Ordering::Relaxed);
-    relay::serve(job.side.as_mut(), &job.peer, id, shared);
+    relay::serve(job.side.as_mut(), &job.peer, id, shared, kept);
     drop(job.slot);
 }
 
@@ -267,5 +268,6 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Descriptors one relayed connection holds: the client socket, the relay's end of the
-/// internal socket, and tiny_http's end of it and its duplicate.
+/// internal socket, and tiny_http's end of it and its duplicate. An idle relay thread keeps
+/// the last three.
 pub const FDS_PER_CONNECTION: u64 = 4;

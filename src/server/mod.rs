@@ -14,12 +14,12 @@ pub mod tls;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Sender};
 
 use crate::backend::local::{LocalBackend, Perms};
 use crate::backend::memory::MemoryBackend;
@@ -44,8 +44,7 @@ pub struct Running {
     accepts: Vec<JoinHandle<()>>,
     relays: Arc<Relays>,
     slots: Arc<Slots>,
-    pump_stop: Arc<AtomicBool>,
-    pump: JoinHandle<()>,
+    workers_stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     expire: (Sender<()>, JoinHandle<()>),
     private_dir: PathBuf,
@@ -192,16 +191,24 @@ pub fn start(config: &Config) -> Result<Running, String> {
         ),
         stopping: AtomicBool::new(false),
         stop_signal,
+        queued: AtomicUsize::new(0),
+        queue_cap: config.queue,
     });
     let slots = Arc::new(Slots::new(connection_cap(config)));
     let relays = Relays::new(shared.clone());
-    let (tx, rx) = bounded(config.queue);
     let stop = Arc::new(AtomicBool::new(false));
-    let pump_stop = Arc::new(AtomicBool::new(false));
+    let workers_stop = Arc::new(AtomicBool::new(false));
     let listening = listeners.iter().map(|(l, _)| l.clone()).collect();
-    let pump = spawn_pump(server, shared, tx, pump_stop.clone(), private_dir.clone());
+    let inbox = Arc::new(Inbox {
+        current: RwLock::new(Arc::new(server)),
+        retired: Mutex::new(Vec::new()),
+        generation: AtomicU32::new(0),
+        dir: private_dir.clone(),
+        shared: shared.clone(),
+        stop: workers_stop.clone(),
+    });
     let workers = (0..config.workers)
-        .map(|i| spawn_worker(i, rx.clone(), app.clone()))
+        .map(|i| spawn_worker(i, inbox.clone(), app.clone()))
         .collect();
     let accepts = listeners
         .into_iter()
@@ -215,8 +222,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         accepts,
         relays,
         slots,
-        pump_stop,
-        pump,
+        workers_stop,
         workers,
         expire,
         private_dir,
@@ -295,104 +301,109 @@ fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)>
     Some((id, first, Peer::parse(peer)))
 }
 
-fn spawn_pump(
-    server: tiny_http::Server,
-    shared: Arc<Shared>,
-    tx: Sender<Incoming>,
-    stop: Arc<AtomicBool>,
+/// Where workers take requests: tiny_http's queue. If tiny_http's accept loop dies (it ends
+/// for good on any accept error), the worker that notices starts a new server on a new
+/// socket for the relays; the old one keeps delivering what its open connections send.
+struct Inbox {
+    current: RwLock<Arc<tiny_http::Server>>,
+    retired: Mutex<Vec<Arc<tiny_http::Server>>>,
+    generation: AtomicU32,
     dir: PathBuf,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("s3serve:pump".into())
-        .spawn(move || {
-            let mut server = server;
-            // Servers whose accept loop died: their open connections still deliver requests.
-            let mut retired: Vec<tiny_http::Server> = Vec::new();
-            let mut generation = 0;
-            while !stop.load(Ordering::Acquire) {
-                let mut got = Vec::new();
-                match server.recv_timeout(PUMP_TICK) {
-                    Ok(Some(rq)) => got.push(rq),
-                    Ok(None) => {}
-                    Err(e) => {
-                        // tiny_http's accept loop ends for good on any accept error.
-                        generation += 1;
-                        log::error!("request queue failed ({e}); starting a new one");
-                        match rebuild(&dir, generation) {
-                            Ok((path, fresh)) => {
-                                retired.push(std::mem::replace(&mut server, fresh));
-                                *shared.inner_path.write().unwrap_or_else(|e| e.into_inner()) =
-                                    path;
-                            }
-                            Err(e) => {
-                                log::error!("{e}");
-                                std::thread::sleep(PUMP_TICK);
-                            }
-                        }
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Inbox {
+    /// The next request that came through a relay; `None` once stopped and drained.
+    fn next(&self) -> Option<Incoming> {
+        loop {
+            let server = self
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let rq = match server.recv_timeout(PUMP_TICK) {
+                Ok(Some(rq)) => Some(rq),
+                Ok(None) => self.take_retired(),
+                Err(e) => {
+                    self.rebuild(&server, &e);
+                    None
+                }
+            };
+            match rq {
+                Some(rq) => {
+                    if let Some(incoming) = self.admit(rq) {
+                        return Some(incoming);
                     }
                 }
-                for old in &retired {
-                    while let Ok(Some(rq)) = old.try_recv() {
-                        got.push(rq);
-                    }
-                }
-                for rq in got {
-                    pass_on(rq, &shared, &tx);
-                }
+                None if self.stop.load(Ordering::Acquire) => return None,
+                None => {}
             }
-        })
-        .expect("spawning a thread at start-up")
-}
-
-fn rebuild(dir: &Path, generation: u32) -> Result<(PathBuf, tiny_http::Server), String> {
-    let path = dir.join(format!("requests-{generation}.sock"));
-    let l = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let server = tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())?;
-    Ok((path, server))
-}
-
-/// Hands a request to the workers (the relay's hand-off is complete once its first request
-/// is here). A request that did not come through a relay is refused.
-fn pass_on(rq: tiny_http::Request, shared: &Shared, tx: &Sender<Incoming>) {
-    let Some((id, first, peer)) = relay_info(&rq, &shared.token) else {
-        let e = S3Error::new(Code::AccessDenied, "Access Denied");
-        let id = crate::util::unique_token();
-        s3::http::respond(rq, crate::ops::Response::xml(403, e.to_xml(&id)), &id);
-        return;
-    };
-    if first {
-        shared.gate.release(id);
+        }
     }
-    let incoming = Incoming { rq, peer };
-    if let Err(TrySendError::Full(incoming)) = tx.try_send(incoming) {
-        shed_or_wait(incoming, tx);
+
+    fn take_retired(&self) -> Option<tiny_http::Request> {
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.iter().find_map(|s| s.try_recv().ok().flatten())
+    }
+
+    fn rebuild(&self, dead: &Arc<tiny_http::Server>, e: &std::io::Error) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, dead) {
+            return; // another worker already did
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        log::error!("the request queue failed ({e}); starting a new one");
+        let path = self.dir.join(format!("requests-{generation}.sock"));
+        let fresh = UnixListener::bind(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|l| tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string()));
+        match fresh {
+            Ok(server) => {
+                let old = std::mem::replace(&mut *current, Arc::new(server));
+                self.retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(old);
+                *self
+                    .shared
+                    .inner_path
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = path;
+            }
+            Err(e) => {
+                log::error!("{}: {e}", path.display());
+                std::thread::sleep(PUMP_TICK);
+            }
+        }
+    }
+
+    /// Checks the relay's header; a request that did not come through a relay is refused.
+    fn admit(&self, rq: tiny_http::Request) -> Option<Incoming> {
+        let shared = &self.shared;
+        let Some((id, first, peer)) = relay_info(&rq, &shared.token) else {
+            let e = S3Error::new(Code::AccessDenied, "Access Denied");
+            let id = crate::util::unique_token();
+            s3::http::respond(rq, crate::ops::Response::xml(403, e.to_xml(&id)), &id);
+            return None;
+        };
+        let _ = shared
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(1))
+            });
+        if first {
+            shared.gate.release(id);
+        }
+        Some(Incoming { rq, peer })
     }
 }
 
-/// The queue is full. A request without a body is answered 503 SlowDown at once. One with
-/// a body waits for a worker instead: answering it early would leave tiny_http draining the
-/// body on this thread (and a client that sent `Expect: 100-continue` never sends it).
-fn shed_or_wait(incoming: Incoming, tx: &Sender<Incoming>) {
-    if s3::http::declares_body(&incoming.rq) {
-        let _ = tx.send(incoming);
-    } else {
-        slow_down(incoming.rq);
-    }
-}
-
-/// Answers on the pump thread when every worker is busy and the queue is full.
-fn slow_down(rq: tiny_http::Request) {
-    let e = S3Error::new(Code::SlowDown, "Please reduce your request rate.");
-    let id = crate::util::unique_token();
-    let resp = crate::ops::Response::xml(503, e.to_xml(&id)).header("Retry-After", "1");
-    s3::http::respond(rq, resp, &id);
-}
-
-fn spawn_worker(i: usize, rx: Receiver<Incoming>, app: Arc<App>) -> JoinHandle<()> {
+fn spawn_worker(i: usize, inbox: Arc<Inbox>, app: Arc<App>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("s3serve:worker:{i}"))
         .spawn(move || {
-            while let Ok(Incoming { rq, peer }) = rx.recv() {
+            while let Some(Incoming { rq, peer }) = inbox.next() {
                 let app = &app;
                 // A bug must cost one request, not a worker: the dropped request gets a 500.
                 let answer = || s3::handle(app, rq, &peer);
@@ -423,8 +434,7 @@ impl Running {
         } else {
             log::warn!("{} connections still busy at shutdown", self.slots.open());
         }
-        self.pump_stop.store(true, Ordering::Release);
-        let _ = self.pump.join();
+        self.workers_stop.store(true, Ordering::Release);
         for w in self.workers {
             let _ = w.join();
         }

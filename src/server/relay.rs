@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::head::{self, Chunked, Framing, Refusal};
+use super::head::{self, Chunked, Framing, Refusal, Responses};
 use crate::ops::{Code, S3Error};
 
 /// The header the relay adds to every request head (and removes when a client sends it).
@@ -142,6 +142,10 @@ pub struct Shared {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Becomes readable (and stays so) at shutdown; every relay polls it.
     pub stop_signal: std::os::fd::OwnedFd,
+    /// Requests passed on that no worker has taken yet.
+    pub queued: std::sync::atomic::AtomicUsize,
+    /// Past this many queued requests, those without a body get 503 SlowDown at once.
+    pub queue_cap: usize,
 }
 
 enum Phase {
@@ -159,6 +163,13 @@ struct Relay<'a> {
     /// `tcp 1.2.3.4:5`, `tls 1.2.3.4:5` or `unix`.
     peer: &'a str,
     inner: Option<UnixStream>,
+    /// The connection to tiny_http was opened for this client (its first request releases
+    /// the gate).
+    inner_fresh: bool,
+    /// A request passed on makes tiny_http close the connection after answering.
+    inner_doomed: bool,
+    /// The answers coming back, followed to know when the connection is quiet.
+    resp: Responses,
     /// Request bytes: `[in_start, in_fwd)` framed and due to tiny_http, `[in_fwd, in_end)`
     /// not yet framed.
     inb: Box<[u8]>,
@@ -180,21 +191,41 @@ struct Relay<'a> {
     head_started: Option<Instant>,
     request_started: Instant,
     head_forwarded: Option<Instant>,
+    /// When the first request still unanswered was passed on.
     last_in: Instant,
     last_inner: Instant,
     last_out: Instant,
 }
 
+/// What a relay thread keeps from one client to the next: its buffers, and its connection
+/// to tiny_http when the last client ended between requests (the next one then skips the
+/// hand-off).
+#[derive(Default)]
+pub struct Kept {
+    inner: Option<UnixStream>,
+    inb: Box<[u8]>,
+    outb: Box<[u8]>,
+}
+
 /// Relays one connection until either end closes or a limit is hit.
-pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared) {
+pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &mut Kept) {
     let now = Instant::now();
+    let inner = kept.inner.take().filter(still_open);
+    let mut inb = std::mem::take(&mut kept.inb);
+    if inb.len() != IN_BUF {
+        inb = vec![0; IN_BUF].into_boxed_slice();
+    }
     let mut r = Relay {
         side,
         shared,
         id,
         peer,
-        inner: None,
-        inb: vec![0; IN_BUF].into_boxed_slice(),
+        outb: std::mem::take(&mut kept.outb),
+        inner,
+        inner_fresh: false,
+        inner_doomed: false,
+        resp: Responses::default(),
+        inb,
         in_start: 0,
         in_fwd: 0,
         in_end: 0,
@@ -202,7 +233,6 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared) {
         client_eof: false,
         inner_shut: false,
         read_more: false,
-        outb: Vec::new().into_boxed_slice(),
         out_start: 0,
         out_end: 0,
         inner_eof: false,
@@ -220,6 +250,26 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared) {
         Err(e) => log::debug!("connection {id} ({peer}): {e}"),
     }
     shared.gate.release(id);
+    if r.reusable() {
+        kept.inner = r.inner.take();
+    }
+    kept.inb = std::mem::take(&mut r.inb);
+    kept.outb = std::mem::take(&mut r.outb);
+}
+
+/// A kept connection to tiny_http is usable if nothing (not even its end) is waiting on it.
+fn still_open(s: &UnixStream) -> bool {
+    let mut fds = [PollFd::new(s, PollFlags::IN)];
+    matches!(
+        poll(
+            &mut fds,
+            Some(&Timespec {
+                tv_sec: 0,
+                tv_nsec: 0
+            })
+        ),
+        Ok(0)
+    )
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -277,21 +327,27 @@ impl Relay<'_> {
                 } else {
                     PollFlags::IN
                 };
-                let mut fds = vec![
-                    PollFd::from_borrowed_fd(cfd, client_ev),
-                    PollFd::new(&self.shared.stop_signal, stop_ev),
-                ];
-                if let Some(inner) = &self.inner {
-                    fds.push(PollFd::new(inner, inner_ev));
-                }
-                match poll(&mut fds, Some(&ts)) {
+                let stop = PollFd::new(&self.shared.stop_signal, stop_ev);
+                let mut fds = [PollFd::from_borrowed_fd(cfd, client_ev), stop.clone(), stop];
+                let n = match &self.inner {
+                    Some(inner) => {
+                        fds[2] = PollFd::new(inner, inner_ev);
+                        3
+                    }
+                    None => 2,
+                };
+                match poll(&mut fds[..n], Some(&ts)) {
                     Ok(_) => {}
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => return Err(e.into()),
                 }
                 (
                     fds[0].revents(),
-                    fds.get(2).map_or(PollFlags::empty(), |f| f.revents()),
+                    if n == 3 {
+                        fds[2].revents()
+                    } else {
+                        PollFlags::empty()
+                    },
                 )
             };
             let hup = PollFlags::HUP | PollFlags::ERR;
@@ -326,10 +382,9 @@ impl Relay<'_> {
             && !self.awaiting()
     }
 
-    /// A request was passed on and tiny_http has not answered anything since.
+    /// A request was passed on and its answer is not complete.
     fn awaiting(&self) -> bool {
-        self.head_forwarded
-            .is_some_and(|h| self.last_inner < h && !self.inner_eof)
+        self.resp.awaiting() && !self.inner_eof
     }
 
     fn wants_input(&self) -> bool {
@@ -349,8 +404,40 @@ impl Relay<'_> {
             return false;
         }
         match &self.inner {
-            Some(_) => self.inner_eof,
+            Some(_) => self.inner_eof || (self.client_eof && self.reusable()),
             None => self.client_eof || self.refusal_sent,
+        }
+    }
+
+    /// Between requests on both sides: the connection to tiny_http can serve another client.
+    fn reusable(&self) -> bool {
+        self.inner.is_some()
+            && !self.inner_eof
+            && !self.inner_shut
+            && !self.inner_doomed
+            && self.refusal.is_none()
+            && matches!(self.phase, Phase::Head)
+            && self.head_started.is_none()
+            && self.in_end == 0
+            && self.out_start == self.out_end
+            && self.resp.idle()
+    }
+
+    /// The client ended: tell tiny_http, unless the client ended cleanly between requests
+    /// (then the connection is kept for the next client once the answers are out).
+    fn client_ended(&mut self) {
+        let clean = matches!(self.phase, Phase::Head)
+            && self.head_started.is_none()
+            && self.in_end == 0
+            && !self.inner_doomed;
+        if clean || self.inner_shut {
+            return;
+        }
+        if let Some(inner) = &self.inner {
+            if self.in_start == self.in_fwd {
+                let _ = inner.shutdown(std::net::Shutdown::Write);
+                self.inner_shut = true;
+            }
         }
     }
 
@@ -376,11 +463,8 @@ impl Relay<'_> {
             self.refuse(refusal);
         }
         self.write_inner()?;
-        if self.client_eof && self.in_start == self.in_end && !self.inner_shut {
-            if let Some(inner) = &self.inner {
-                let _ = inner.shutdown(std::net::Shutdown::Write);
-                self.inner_shut = true;
-            }
+        if self.client_eof {
+            self.client_ended();
         }
         Ok(())
     }
@@ -427,10 +511,19 @@ impl Relay<'_> {
         let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
             return Ok(false);
         };
-        let first = self.inner.is_none();
-        if first {
+        if matches!(h.framing, Framing::Length(0)) {
+            let queued = self
+                .shared
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if queued >= self.shared.queue_cap {
+                return Err(Refusal::Unavailable);
+            }
+        }
+        if self.inner.is_none() {
             self.connect_inner()?;
         }
+        let first = std::mem::take(&mut self.inner_fresh);
         let extra = format!(
             "{RELAY_HEADER}: {} {} {} {}",
             self.shared.token,
@@ -458,6 +551,11 @@ impl Relay<'_> {
         self.head_started = None;
         self.request_started = started;
         self.head_forwarded = Some(now);
+        self.resp.expect(h.is_head);
+        self.inner_doomed |= !h.keep_alive;
+        self.shared
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.phase = match h.framing {
             Framing::Length(0) => Phase::Head,
             Framing::Length(n) => Phase::Body(n),
@@ -480,8 +578,11 @@ impl Relay<'_> {
         });
         match connected {
             Ok(s) => {
-                self.outb = vec![0; OUT_BUF].into_boxed_slice();
+                if self.outb.len() < OUT_BUF {
+                    self.outb = vec![0; OUT_BUF].into_boxed_slice();
+                }
                 self.inner = Some(s);
+                self.inner_fresh = true;
                 Ok(())
             }
             Err(e) => {
@@ -545,9 +646,8 @@ impl Relay<'_> {
             self.in_end -= self.in_fwd;
             self.in_start = 0;
             self.in_fwd = 0;
-            if self.client_eof && self.in_end == 0 && !self.inner_shut {
-                let _ = inner.shutdown(std::net::Shutdown::Write);
-                self.inner_shut = true;
+            if self.client_eof {
+                self.client_ended();
             }
         }
         Ok(())
@@ -565,6 +665,8 @@ impl Relay<'_> {
             match inner.read(&mut self.outb[self.out_end..]) {
                 Ok(0) => self.inner_eof = true,
                 Ok(n) => {
+                    self.resp
+                        .advance(&self.outb[self.out_end..self.out_end + n]);
                     self.out_end += n;
                     self.last_inner = Instant::now();
                 }

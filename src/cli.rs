@@ -69,7 +69,7 @@ Flags:
       --log-file string       Log everything to this file (default standard error)
       --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
       --max-connections int   Maximum number of open client connections, 0 for automatic (default 0)
-      --max-header-bytes int  Maximum size of request header (default 4096)
+      --max-header-bytes int  Maximum size of request header, plus 4 KiB as in rclone (default 4096)
       --min-tls-version string  Minimum TLS version that is acceptable (default \"tls1.0\", which means TLS 1.2)
       --multipart-expiry Duration     Abort incomplete multipart uploads idle for longer than this, 0 to keep forever (default 1d)
       --multipart-max-uploads int     Maximum number of multipart uploads in progress at once, 0 for unlimited (default 1000)

@@ -44,7 +44,7 @@ pub struct Config {
     pub multipart_expiry: Option<std::time::Duration>,
     /// Uploads in progress at once; 0 means unlimited.
     pub multipart_max_uploads: usize,
-    /// Requests waiting for a worker before new ones get 503 SlowDown.
+    /// Requests waiting for a worker before new ones without a body get 503 SlowDown.
     pub queue: usize,
     /// `--cert`/`--key`: TCP listeners speak TLS, except those given as `http://`.
     pub tls: Option<TlsFiles>,

@@ -312,6 +312,24 @@ impl Responses {
         !self.awaiting()
     }
 
+    /// Body bytes of the current answer still to come when its length is known (0 otherwise).
+    pub fn body_left(&self) -> u64 {
+        match self.state {
+            RespState::Body(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// Counts `n` (at most [`Responses::body_left`]) body bytes that went by unseen.
+    pub fn skip(&mut self, n: u64) {
+        if let RespState::Body(left) = &mut self.state {
+            *left -= n.min(*left);
+            if *left == 0 {
+                self.state = RespState::Head;
+            }
+        }
+    }
+
     /// Whether the stream can no longer be followed.
     pub fn lost(&self) -> bool {
         matches!(self.state, RespState::UntilClose)

@@ -268,6 +268,6 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Descriptors one relayed connection holds: the client socket, the relay's end of the
-/// internal socket, and tiny_http's end of it and its duplicate. An idle relay thread keeps
-/// the last three.
-pub const FDS_PER_CONNECTION: u64 = 4;
+/// internal socket, tiny_http's end of it and its duplicate, and the two ends of the
+/// splice pipe. An idle relay thread keeps all but the first.
+pub const FDS_PER_CONNECTION: u64 = 6;

@@ -1,10 +1,10 @@
-//! The front of the data path: listeners, relays, the bounded queue and the worker pool.
+//! The front of the data path: listeners, relays, tiny_http and the worker pool.
 //! Our accept loops take every connection (TCP, TLS, unix socket) and relay it, with limits
-//! and timeouts, to one tiny_http server on a private unix socket (`listen`, `relay`). Its
-//! pump thread moves requests into one bounded crossbeam channel; when that is full the pump
-//! answers 503 SlowDown at once instead of queueing without bound. A fixed pool of workers
-//! answers requests. Shutdown stops accepting, lets the relays finish the requests in flight,
-//! then the workers, and joins every thread.
+//! and timeouts, to one tiny_http server on a private unix socket (`listen`, `relay`). A
+//! fixed pool of workers takes requests from tiny_http and answers them. The queue between
+//! is bounded by the relays: past `queue` waiting requests, those without a body get 503
+//! SlowDown at once. Shutdown stops accepting, lets the relays finish the requests in
+//! flight, then the workers, and joins every thread.
 
 pub mod head;
 pub mod listen;
@@ -31,8 +31,8 @@ use crate::vfs::{Vfs, VfsOptions};
 use listen::{Listener, Relays, Slots};
 use relay::{Limits, Shared, RELAY_HEADER};
 
-/// How often an idle pump looks at the stop flag.
-const PUMP_TICK: Duration = Duration::from_millis(100);
+/// How often an idle worker looks at the stop flag.
+const WORKER_TICK: Duration = Duration::from_millis(100);
 
 /// A started server; dropping it does not stop it, call [`Running::shutdown`].
 pub struct Running {
@@ -138,7 +138,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
     })
 }
 
-/// Binds every address, then starts accept loops, the pump and workers.
+/// Binds every address, then starts accept loops and workers.
 pub fn start(config: &Config) -> Result<Running, String> {
     let app = Arc::new(build_app(config)?);
     let tls = match &config.tls {
@@ -278,7 +278,7 @@ fn bind_unix(path: &Path) -> Result<UnixListener, String> {
     UnixListener::bind(path).map_err(|e| format!("--addr {}: {e}", path.display()))
 }
 
-/// A request as the pump passes it to a worker.
+/// A request a worker took, with the peer the relay reported.
 pub struct Incoming {
     rq: tiny_http::Request,
     peer: Peer,
@@ -322,7 +322,7 @@ impl Inbox {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            let rq = match server.recv_timeout(PUMP_TICK) {
+            let rq = match server.recv_timeout(WORKER_TICK) {
                 Ok(Some(rq)) => Some(rq),
                 Ok(None) => self.take_retired(),
                 Err(e) => {
@@ -373,7 +373,7 @@ impl Inbox {
             }
             Err(e) => {
                 log::error!("{}: {e}", path.display());
-                std::thread::sleep(PUMP_TICK);
+                std::thread::sleep(WORKER_TICK);
             }
         }
     }

@@ -7,7 +7,7 @@
 //! through the hand-off gate (see [`Gate`]).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -57,6 +57,10 @@ pub trait Side {
     fn needs_read(&self) -> bool;
     /// Ends the stream towards the client, cleanly.
     fn close(&mut self);
+    /// The socket, when answer bytes may be spliced to it straight from tiny_http.
+    fn splice_target(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A plain socket.
@@ -83,6 +87,9 @@ impl<S: Read + Write + AsFd> Side for Plain<S> {
     }
     fn close(&mut self) {
         let _ = rustix::net::shutdown(self.0.as_fd(), rustix::net::Shutdown::Write);
+    }
+    fn splice_target(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.0.as_fd())
     }
 }
 
@@ -182,6 +189,9 @@ struct Relay<'a> {
     /// A read filled the buffer: the side may hold more than its socket shows.
     read_more: bool,
     outb: Box<[u8]>,
+    /// Answer bytes in the pipe, older than those in `outb`.
+    pipe: Option<Pipe>,
+    piped: usize,
     out_start: usize,
     out_end: usize,
     inner_eof: bool,
@@ -205,6 +215,28 @@ pub struct Kept {
     inner: Option<UnixStream>,
     inb: Box<[u8]>,
     outb: Box<[u8]>,
+    pipe: Option<Pipe>,
+}
+
+/// A pipe that moves answer bodies from tiny_http to a plain client socket with splice(2),
+/// without copying them through the relay.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    size: usize,
+}
+
+/// Answer bodies shorter than this are copied; longer ones are spliced.
+const SPLICE_MIN: u64 = 64 * 1024;
+
+impl Pipe {
+    fn new() -> Option<Pipe> {
+        use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
+        let _ = fcntl_setpipe_size(&write, 1 << 20);
+        let size = fcntl_getpipe_size(&write).ok()?;
+        Some(Pipe { read, write, size })
+    }
 }
 
 /// Relays one connection until either end closes or a limit is hit.
@@ -221,6 +253,8 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         id,
         peer,
         outb: std::mem::take(&mut kept.outb),
+        pipe: kept.pipe.take(),
+        piped: 0,
         inner,
         inner_fresh: false,
         inner_doomed: false,
@@ -255,6 +289,9 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
     }
     kept.inb = std::mem::take(&mut r.inb);
     kept.outb = std::mem::take(&mut r.outb);
+    if r.piped == 0 {
+        kept.pipe = r.pipe.take();
+    }
 }
 
 /// A kept connection to tiny_http is usable if nothing (not even its end) is waiting on it.
@@ -291,12 +328,13 @@ impl Relay<'_> {
             if want_in || self.side.needs_read() {
                 client_ev |= PollFlags::IN;
             }
-            if self.out_start < self.out_end || self.side.buffered() {
+            if self.out_start < self.out_end || self.piped > 0 || self.side.buffered() {
                 client_ev |= PollFlags::OUT;
             }
             let mut inner_ev = PollFlags::empty();
             if self.inner.is_some() {
-                if !self.inner_eof && self.out_end < OUT_BUF {
+                let pipe_room = self.pipe.as_ref().is_some_and(|p| self.piped < p.size);
+                if !self.inner_eof && (self.out_end < OUT_BUF || pipe_room) {
                     inner_ev |= PollFlags::IN;
                 }
                 if self.in_start < self.in_fwd {
@@ -378,6 +416,7 @@ impl Relay<'_> {
             && self.head_started.is_none()
             && self.in_end == 0
             && self.out_start == self.out_end
+            && self.piped == 0
             && !self.side.buffered()
             && !self.awaiting()
     }
@@ -396,7 +435,7 @@ impl Relay<'_> {
     /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
     /// the client left before a request was made.
     fn finished(&self) -> bool {
-        let out_empty = self.out_start == self.out_end && !self.side.buffered();
+        let out_empty = self.out_start == self.out_end && self.piped == 0 && !self.side.buffered();
         if !out_empty {
             return false;
         }
@@ -420,6 +459,7 @@ impl Relay<'_> {
             && self.head_started.is_none()
             && self.in_end == 0
             && self.out_start == self.out_end
+            && self.piped == 0
             && self.resp.idle()
     }
 
@@ -611,7 +651,7 @@ impl Relay<'_> {
 
     fn queue_refusal(&mut self) {
         let inner_done = self.inner.is_none() || self.inner_eof;
-        if inner_done && self.out_start == self.out_end && !self.refusal_sent {
+        if inner_done && self.out_start == self.out_end && self.piped == 0 && !self.refusal_sent {
             if let Some(r) = &self.refusal {
                 if self.outb.len() < r.len() {
                     self.outb = vec![0; OUT_BUF.max(r.len())].into_boxed_slice();
@@ -661,6 +701,40 @@ impl Relay<'_> {
             self.out_start = 0;
             self.out_end = 0;
         }
+        let left = self.resp.body_left();
+        if self.out_end == 0
+            && left >= SPLICE_MIN
+            && !self.inner_eof
+            && self.side.splice_target().is_some()
+        {
+            if self.pipe.is_none() {
+                self.pipe = Pipe::new();
+            }
+            if let Some(pipe) = &self.pipe {
+                use rustix::pipe::{splice, SpliceFlags};
+                let room = (pipe.size - self.piped).min(left.min(usize::MAX as u64) as usize);
+                if room > 0 {
+                    match splice(
+                        &*inner,
+                        None,
+                        &pipe.write,
+                        None,
+                        room,
+                        SpliceFlags::NONBLOCK,
+                    ) {
+                        Ok(0) => self.inner_eof = true,
+                        Ok(n) => {
+                            self.piped += n;
+                            self.resp.skip(n as u64);
+                            self.last_inner = Instant::now();
+                        }
+                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                        Err(_) => self.inner_eof = true,
+                    }
+                }
+                return self.write_client();
+            }
+        }
         if self.out_end < OUT_BUF && !self.inner_eof {
             match inner.read(&mut self.outb[self.out_end..]) {
                 Ok(0) => self.inner_eof = true,
@@ -681,6 +755,29 @@ impl Relay<'_> {
     }
 
     fn write_client(&mut self) -> io::Result<()> {
+        if self.piped > 0 {
+            if let (Some(pipe), Some(sock)) = (&self.pipe, self.side.splice_target()) {
+                use rustix::pipe::{splice, SpliceFlags};
+                match splice(
+                    &pipe.read,
+                    None,
+                    sock,
+                    None,
+                    self.piped,
+                    SpliceFlags::NONBLOCK,
+                ) {
+                    Ok(n) => {
+                        self.piped -= n;
+                        self.last_out = Instant::now();
+                    }
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if self.piped > 0 {
+                return Ok(());
+            }
+        }
         while self.out_start < self.out_end {
             match self.side.write(&self.outb[self.out_start..self.out_end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -718,7 +815,7 @@ impl Relay<'_> {
             next = next.min(left);
             Ok(())
         };
-        let out_pending = self.out_start < self.out_end || self.side.buffered();
+        let out_pending = self.out_start < self.out_end || self.piped > 0 || self.side.buffered();
         let awaiting = self.awaiting();
         if out_pending {
             check(self.last_out, l.idle_timeout, "the client stopped reading")?;

@@ -157,7 +157,15 @@ impl Relays {
 
 fn run(mut job: Job, shared: &Shared, ids: &AtomicU64, kept: &mut relay::Kept) {
     let id = ids.fetch_add(1, Ordering::Relaxed);
-    relay::serve(job.side.as_mut(), &job.peer, id, shared, kept);
+    // A bug must cost one connection, not the thread.
+    let relayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        relay::serve(job.side.as_mut(), &job.peer, id, shared, kept)
+    }));
+    if relayed.is_err() {
+        log::error!("connection {id}: the relay panicked; the connection was closed");
+        *kept = relay::Kept::default();
+        shared.gate.release(id);
+    }
     drop(job.slot);
 }
 

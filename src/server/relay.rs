@@ -105,8 +105,9 @@ pub struct Gate {
 }
 
 /// Longest wait for a hand-off before the gate is taken anyway: a liveness guard for a
-/// connection tiny_http refused without producing a request.
-const GATE_WAIT: Duration = Duration::from_secs(1);
+/// request that waits in tiny_http's queue while every worker is busy (the gate opens when a
+/// worker takes it), or a connection tiny_http refused without producing a request.
+const GATE_WAIT: Duration = Duration::from_millis(100);
 
 impl Gate {
     fn acquire(&self, id: u64) {
@@ -551,17 +552,27 @@ impl Relay<'_> {
         let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
             return Ok(false);
         };
-        if matches!(h.framing, Framing::Length(0)) {
-            let queued = self
-                .shared
-                .queued
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if queued >= self.shared.queue_cap {
-                return Err(Refusal::Unavailable);
-            }
+        // A place in the queue is taken before anything else, so that racing requests
+        // cannot all pass the check: past the cap, only requests with a body may wait.
+        let cap = match h.framing {
+            Framing::Length(0) => self.shared.queue_cap,
+            _ => usize::MAX,
+        };
+        let queued = &self.shared.queued;
+        let ordering = std::sync::atomic::Ordering::AcqRel;
+        if queued
+            .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |q| {
+                (q < cap).then_some(q + 1)
+            })
+            .is_err()
+        {
+            return Err(Refusal::Unavailable);
         }
         if self.inner.is_none() {
-            self.connect_inner()?;
+            if let Err(e) = self.connect_inner() {
+                queued.fetch_sub(1, ordering);
+                return Err(e);
+            }
         }
         let first = std::mem::take(&mut self.inner_fresh);
         let extra = format!(
@@ -581,6 +592,9 @@ impl Relay<'_> {
         );
         let grow = new_head.len() - h.len;
         if self.in_end + grow > IN_BUF {
+            self.shared
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return Err(Refusal::HeadTooLarge);
         }
         self.inb
@@ -593,9 +607,6 @@ impl Relay<'_> {
         self.head_forwarded = Some(now);
         self.resp.expect(h.is_head);
         self.inner_doomed |= !h.keep_alive;
-        self.shared
-            .queued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.phase = match h.framing {
             Framing::Length(0) => Phase::Head,
             Framing::Length(n) => Phase::Body(n),

@@ -105,8 +105,21 @@ pub trait ObjectWriter: Write + Send {
 }
 
 /// A seekable object body.
-pub trait Body: Read + Seek + Send {}
-impl<T: Read + Seek + Send> Body for T {}
+pub trait Body: Read + Seek + Send {
+    /// The open file behind the body, if it is one: the front can then send it with
+    /// sendfile(2) instead of reading it.
+    fn file(&self) -> Option<&std::fs::File> {
+        None
+    }
+}
+
+impl Body for std::fs::File {
+    fn file(&self) -> Option<&std::fs::File> {
+        Some(self)
+    }
+}
+
+impl<T: AsRef<[u8]> + Send> Body for std::io::Cursor<T> {}
 
 /// An open object with the info it was opened with, positioned at its start. Callers seek
 /// and limit it to the range they serve, so the info and the bytes come from one open.

@@ -2,7 +2,7 @@
 //! metadata and bytes from that one open; preconditions are evaluated before the range.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 
 use crate::backend::meta::STORED_HEADERS;
 use crate::backend::ObjectInfo;
@@ -31,7 +31,7 @@ pub fn head_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
 fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     rq.check_key()?;
     let not_found = |e| S3Error::from(e).with_resource(rq.resource());
-    let mut reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+    let reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
     let info = &reader.info;
     let part = part_range(rq, info)?;
     match headers::evaluate(rq.headers, &GET_CONDS, info) {
@@ -75,13 +75,12 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     if !with_body {
         return Ok(resp.with_body(Body::Stream(Box::new(std::io::empty()), len)));
     }
+    let mut body = reader.body;
     if start > 0 {
-        reader
-            .body
-            .seek(SeekFrom::Start(start))
+        body.seek(SeekFrom::Start(start))
             .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
     }
-    Ok(resp.with_body(Body::Stream(Box::new(reader.body.take(len)), len)))
+    Ok(resp.with_body(Body::Object(body, start, len)))
 }
 
 /// The byte range of `?partNumber=N`: a part of a multipart object, or, for an object stored

@@ -3,7 +3,9 @@
 //! Content-Length, even for HEAD), header values are kept ASCII, and a client that hangs up
 //! mid-body is normal, not an error.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Read, Write};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -16,8 +18,78 @@ use crate::ops::{Body, Code, Response, S3Error};
 /// Read size for streamed response bodies.
 const RESPONSE_BUF: usize = 256 * 1024;
 
+/// Object bodies from this size up go to the relay as files, to be sent with sendfile(2).
+const HANDOFF_MIN: u64 = 64 * 1024;
+
+/// A file body left for the relay of connection `conn`: the answer to its request `seq`.
+pub struct FileBody {
+    pub seq: u64,
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Where workers leave file bodies for relays. A worker writes the answer's head through
+/// tiny_http as usual but no body; the relay, seeing that head, sends the file from the
+/// page cache to the client socket itself. No worker copies the bytes, and none waits for
+/// a slow reader.
+#[derive(Default)]
+pub struct FileBodies {
+    conns: Mutex<HashMap<u64, VecDeque<FileBody>>>,
+}
+
+impl FileBodies {
+    /// A relay's connection starts taking file bodies.
+    pub fn open(&self, conn: u64) {
+        self.lock().insert(conn, VecDeque::new());
+    }
+
+    /// The connection ended: bodies left are dropped.
+    pub fn close(&self, conn: u64) {
+        self.lock().remove(&conn);
+    }
+
+    /// Leaves a body; false if the connection is gone (the worker then sends it itself).
+    fn give(&self, conn: u64, body: FileBody) -> bool {
+        match self.lock().get_mut(&conn) {
+            Some(q) => {
+                q.push_back(body);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The body of answer `seq` on `conn`, if its worker left one.
+    pub fn take(&self, conn: u64, seq: u64) -> Option<FileBody> {
+        let mut conns = self.lock();
+        let q = conns.get_mut(&conn)?;
+        if q.front().is_some_and(|b| b.seq == seq) {
+            q.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, VecDeque<FileBody>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The relay connection and request a response answers, when its body may be handed off.
+pub struct Handoff<'a> {
+    pub bodies: &'a FileBodies,
+    pub conn: u64,
+    pub seq: u64,
+}
+
 /// Sends `resp`; returns the body bytes it declared.
-pub fn respond(rq: tiny_http::Request, resp: Response, request_id: &str) -> u64 {
+pub fn respond(
+    rq: tiny_http::Request,
+    resp: Response,
+    request_id: &str,
+    handoff: Option<Handoff<'_>>,
+) -> u64 {
     let mut headers = Vec::with_capacity(resp.headers.len() + 3);
     let given = |name: &str| {
         resp.headers
@@ -43,6 +115,32 @@ pub fn respond(rq: tiny_http::Request, resp: Response, request_id: &str) -> u64 
             (Box::new(std::io::Cursor::new(b)), n)
         }
         Body::Stream(r, n) => (Box::new(BufReader::with_capacity(RESPONSE_BUF, r)), n),
+        Body::Object(body, offset, len) => {
+            let handed = match (&handoff, body.file()) {
+                (Some(h), Some(file)) if len >= HANDOFF_MIN => file
+                    .try_clone()
+                    .map(|file| {
+                        let seq = h.seq;
+                        h.bodies.give(
+                            h.conn,
+                            FileBody {
+                                seq,
+                                file,
+                                offset,
+                                len,
+                            },
+                        )
+                    })
+                    .unwrap_or(false),
+                _ => false,
+            };
+            if handed {
+                (Box::new(std::io::empty()), len)
+            } else {
+                let r = BufReader::with_capacity(RESPONSE_BUF, body.take(len));
+                (Box::new(r), len)
+            }
+        }
         Body::Pending(rx) => {
             return respond_pending(rq, resp.status, &resp.headers, rx, request_id)
         }

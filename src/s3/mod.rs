@@ -33,29 +33,45 @@ pub struct App {
     pub cors: Option<cors::Cors>,
     /// `--response-header`: set on every response, replacing any of the same name.
     pub response_headers: Vec<(String, String)>,
+    /// File bodies left for the relays to send (see [`http::FileBodies`]).
+    pub file_bodies: Arc<http::FileBodies>,
     /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
     /// `--force-path-style=false`); `None` means path style only.
     pub vhost_domain: Option<String>,
 }
 
-/// Who sent a request, as the relay that carried it saw it: `tcp ADDR`, `tls ADDR` or `unix`.
+/// Who sent a request, as the relay that carried it saw it: `tcp ADDR`, `tls ADDR` or
+/// `unix`; and which connection and request on it this is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer(String);
+pub struct Peer {
+    text: String,
+    pub conn: u64,
+    pub seq: u64,
+}
 
 impl Peer {
-    pub fn parse(s: &str) -> Peer {
-        Peer(s.to_string())
+    pub fn new(text: &str, conn: u64, seq: u64) -> Peer {
+        Peer {
+            text: text.to_string(),
+            conn,
+            seq,
+        }
     }
 
     /// Unix-socket requests are not authenticated (as in rclone): whoever may open the
     /// socket file may use the server.
     pub fn is_unix(&self) -> bool {
-        self.0 == "unix"
+        self.text == "unix"
     }
 
     /// The address alone, for logs.
     pub fn addr(&self) -> &str {
-        self.0.split_once(' ').map_or(&self.0, |(_, a)| a)
+        self.text.split_once(' ').map_or(&self.text, |(_, a)| a)
+    }
+
+    /// The relay can send file bodies itself (a plain socket; TLS needs the bytes).
+    fn takes_files(&self) -> bool {
+        self.text.starts_with("tcp ") || self.is_unix()
     }
 }
 
@@ -198,7 +214,12 @@ pub fn handle(app: &App, mut rq: tiny_http::Request, peer: &Peer) {
             .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         response.headers.push((name.clone(), value.clone()));
     }
-    let sent = http::respond(rq, response, &request_id);
+    let handoff = peer.takes_files().then(|| http::Handoff {
+        bodies: &app.file_bodies,
+        conn: peer.conn,
+        seq: peer.seq,
+    });
+    let sent = http::respond(rq, response, &request_id, handoff);
     log::info!(target: "access", "{request_id} {} {method} {name} {status} {sent} {:.1}ms", peer.addr(), started.elapsed().as_secs_f64() * 1000.0);
 }
 

@@ -336,11 +336,20 @@ impl Responses {
     }
 
     /// Follows answer bytes as they arrive.
-    pub fn advance(&mut self, data: &[u8]) {
+    pub fn advance(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let (k, _) = self.follow(data);
+            data = &data[k..];
+        }
+    }
+
+    /// Follows answer bytes up to the end of the next final answer head, if there is one
+    /// in `data`: returns the bytes followed and whether such a head just ended.
+    pub fn follow(&mut self, data: &[u8]) -> (usize, bool) {
         let mut i = 0;
         while i < data.len() {
             match &mut self.state {
-                RespState::UntilClose => return,
+                RespState::UntilClose => return (data.len(), false),
                 RespState::Body(n) => {
                     let k = (*n).min((data.len() - i) as u64);
                     i += k as usize;
@@ -363,8 +372,12 @@ impl Responses {
                         self.head.push(data[i]);
                         i += 1;
                         if self.head.ends_with(b"\r\n\r\n") {
+                            let before = self.pending.len();
                             self.state = self.answer_head();
                             self.head.clear();
+                            if self.pending.len() < before {
+                                return (i, true);
+                            }
                             break;
                         }
                         if self.head.len() > RESPONSE_HEAD_LIMIT {
@@ -375,6 +388,7 @@ impl Responses {
                 }
             }
         }
+        (i, false)
     }
 
     /// What follows a complete answer head.

@@ -135,6 +135,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         cors: s3::cors::Cors::new(&config.allow_origins),
         vhost_domain: config.vhost_domain.clone(),
         response_headers: config.response_headers.clone(),
+        file_bodies: Default::default(),
     })
 }
 
@@ -193,6 +194,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         stop_signal,
         queued: AtomicUsize::new(0),
         queue_cap: config.queue,
+        file_bodies: app.file_bodies.clone(),
     });
     let slots = Arc::new(Slots::new(connection_cap(config)));
     let relays = Relays::new(shared.clone());
@@ -284,21 +286,22 @@ pub struct Incoming {
     peer: Peer,
 }
 
-/// Reads the relay's header: `token id first peer…`. `None` if it is missing or forged.
+/// Reads the relay's header: `token id first seq peer…`. `None` if it is missing or forged.
 fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)> {
     let h = rq
         .headers()
         .iter()
         .rev()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(RELAY_HEADER))?;
-    let mut parts = h.value.as_str().splitn(4, ' ');
+    let mut parts = h.value.as_str().splitn(5, ' ');
     if parts.next()? != token {
         return None;
     }
     let id = parts.next()?.parse().ok()?;
     let first = parts.next()? == "1";
+    let seq = parts.next()?.parse().ok()?;
     let peer = parts.next()?;
-    Some((id, first, Peer::parse(peer)))
+    Some((id, first, Peer::new(peer, id, seq)))
 }
 
 /// Where workers take requests: tiny_http's queue. If tiny_http's accept loop dies (it ends
@@ -384,7 +387,7 @@ impl Inbox {
         let Some((id, first, peer)) = relay_info(&rq, &shared.token) else {
             let e = S3Error::new(Code::AccessDenied, "Access Denied");
             let id = crate::util::unique_token();
-            s3::http::respond(rq, crate::ops::Response::xml(403, e.to_xml(&id)), &id);
+            s3::http::respond(rq, crate::ops::Response::xml(403, e.to_xml(&id)), &id, None);
             return None;
         };
         let _ = shared

@@ -7,7 +7,7 @@
 //! through the hand-off gate (see [`Gate`]).
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::head::{self, Chunked, Framing, Refusal, Responses};
 use crate::ops::{Code, S3Error};
+use crate::s3::http::{FileBodies, FileBody};
 
 /// The header the relay adds to every request head (and removes when a client sends it).
 pub const RELAY_HEADER: &str = "x-s3serve-relay";
@@ -57,8 +58,8 @@ pub trait Side {
     fn needs_read(&self) -> bool;
     /// Ends the stream towards the client, cleanly.
     fn close(&mut self);
-    /// The socket, when answer bytes may be spliced to it straight from tiny_http.
-    fn splice_target(&self) -> Option<BorrowedFd<'_>> {
+    /// The socket, when file bodies may be sent to it with sendfile(2).
+    fn raw_socket(&self) -> Option<BorrowedFd<'_>> {
         None
     }
 }
@@ -88,7 +89,7 @@ impl<S: Read + Write + AsFd> Side for Plain<S> {
     fn close(&mut self) {
         let _ = rustix::net::shutdown(self.0.as_fd(), rustix::net::Shutdown::Write);
     }
-    fn splice_target(&self) -> Option<BorrowedFd<'_>> {
+    fn raw_socket(&self) -> Option<BorrowedFd<'_>> {
         Some(self.0.as_fd())
     }
 }
@@ -154,6 +155,8 @@ pub struct Shared {
     pub queued: std::sync::atomic::AtomicUsize,
     /// Past this many queued requests, those without a body get 503 SlowDown at once.
     pub queue_cap: usize,
+    /// File bodies workers leave for relays to send.
+    pub file_bodies: std::sync::Arc<FileBodies>,
 }
 
 enum Phase {
@@ -190,9 +193,14 @@ struct Relay<'a> {
     /// A read filled the buffer: the side may hold more than its socket shows.
     read_more: bool,
     outb: Box<[u8]>,
-    /// Answer bytes in the pipe, older than those in `outb`.
-    pipe: Option<Pipe>,
-    piped: usize,
+    /// `outb[..parsed]` has been followed as answers.
+    parsed: usize,
+    /// A file body a worker left, sent at `file_at` in the answer stream.
+    file: Option<FileBody>,
+    file_at: usize,
+    /// Sequence numbers of the next request passed on and of the next answer.
+    req_seq: u64,
+    resp_seq: u64,
     out_start: usize,
     out_end: usize,
     inner_eof: bool,
@@ -216,34 +224,13 @@ pub struct Kept {
     inner: Option<UnixStream>,
     inb: Box<[u8]>,
     outb: Box<[u8]>,
-    pipe: Option<Pipe>,
-}
-
-/// A pipe that moves answer bodies from tiny_http to a plain client socket with splice(2),
-/// without copying them through the relay.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    size: usize,
-}
-
-/// Answer bodies shorter than this are copied; longer ones are spliced.
-const SPLICE_MIN: u64 = 64 * 1024;
-
-impl Pipe {
-    fn new() -> Option<Pipe> {
-        use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
-        let _ = fcntl_setpipe_size(&write, 1 << 20);
-        let size = fcntl_getpipe_size(&write).ok()?;
-        Some(Pipe { read, write, size })
-    }
 }
 
 /// Relays one connection until either end closes or a limit is hit.
 pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &mut Kept) {
     let now = Instant::now();
     let inner = kept.inner.take().filter(still_open);
+    shared.file_bodies.open(id);
     let mut inb = std::mem::take(&mut kept.inb);
     if inb.len() != IN_BUF {
         inb = vec![0; IN_BUF].into_boxed_slice();
@@ -254,8 +241,11 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         id,
         peer,
         outb: std::mem::take(&mut kept.outb),
-        pipe: kept.pipe.take(),
-        piped: 0,
+        parsed: 0,
+        file: None,
+        file_at: 0,
+        req_seq: 0,
+        resp_seq: 0,
         inner,
         inner_fresh: false,
         inner_doomed: false,
@@ -290,9 +280,7 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
     }
     kept.inb = std::mem::take(&mut r.inb);
     kept.outb = std::mem::take(&mut r.outb);
-    if r.piped == 0 {
-        kept.pipe = r.pipe.take();
-    }
+    shared.file_bodies.close(id);
 }
 
 /// A kept connection to tiny_http is usable if nothing (not even its end) is waiting on it.
@@ -329,13 +317,12 @@ impl Relay<'_> {
             if want_in || self.side.needs_read() {
                 client_ev |= PollFlags::IN;
             }
-            if self.out_start < self.out_end || self.piped > 0 || self.side.buffered() {
+            if self.out_start < self.out_end || self.file.is_some() || self.side.buffered() {
                 client_ev |= PollFlags::OUT;
             }
             let mut inner_ev = PollFlags::empty();
             if self.inner.is_some() {
-                let pipe_room = self.pipe.as_ref().is_some_and(|p| self.piped < p.size);
-                if !self.inner_eof && (self.out_end < OUT_BUF || pipe_room) {
+                if !self.inner_eof && self.out_end < OUT_BUF {
                     inner_ev |= PollFlags::IN;
                 }
                 if self.in_start < self.in_fwd {
@@ -417,7 +404,7 @@ impl Relay<'_> {
             && self.head_started.is_none()
             && self.in_end == 0
             && self.out_start == self.out_end
-            && self.piped == 0
+            && self.file.is_none()
             && !self.side.buffered()
             && !self.awaiting()
     }
@@ -436,7 +423,8 @@ impl Relay<'_> {
     /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
     /// the client left before a request was made.
     fn finished(&self) -> bool {
-        let out_empty = self.out_start == self.out_end && self.piped == 0 && !self.side.buffered();
+        let out_empty =
+            self.out_start == self.out_end && self.file.is_none() && !self.side.buffered();
         if !out_empty {
             return false;
         }
@@ -460,7 +448,7 @@ impl Relay<'_> {
             && self.head_started.is_none()
             && self.in_end == 0
             && self.out_start == self.out_end
-            && self.piped == 0
+            && self.file.is_none()
             && self.resp.idle()
     }
 
@@ -576,10 +564,11 @@ impl Relay<'_> {
         }
         let first = std::mem::take(&mut self.inner_fresh);
         let extra = format!(
-            "{RELAY_HEADER}: {} {} {} {}",
+            "{RELAY_HEADER}: {} {} {} {} {}",
             self.shared.token,
             self.id,
             u8::from(first),
+            self.req_seq,
             self.peer
         );
         let at = self.in_fwd;
@@ -606,6 +595,7 @@ impl Relay<'_> {
         self.request_started = started;
         self.head_forwarded = Some(now);
         self.resp.expect(h.is_head);
+        self.req_seq += 1;
         self.inner_doomed |= !h.keep_alive;
         self.phase = match h.framing {
             Framing::Length(0) => Phase::Head,
@@ -662,7 +652,8 @@ impl Relay<'_> {
 
     fn queue_refusal(&mut self) {
         let inner_done = self.inner.is_none() || self.inner_eof;
-        if inner_done && self.out_start == self.out_end && self.piped == 0 && !self.refusal_sent {
+        let out_empty = self.out_start == self.out_end && self.file.is_none();
+        if inner_done && out_empty && !self.refusal_sent {
             if let Some(r) = &self.refusal {
                 if self.outb.len() < r.len() {
                     self.outb = vec![0; OUT_BUF.max(r.len())].into_boxed_slice();
@@ -705,55 +696,17 @@ impl Relay<'_> {
     }
 
     fn read_inner(&mut self) -> io::Result<()> {
+        self.reset_out();
         let Some(inner) = &mut self.inner else {
             return Ok(());
         };
-        if self.out_start == self.out_end {
-            self.out_start = 0;
-            self.out_end = 0;
-        }
-        let left = self.resp.body_left();
-        if self.out_end == 0
-            && left >= SPLICE_MIN
-            && !self.inner_eof
-            && self.side.splice_target().is_some()
-        {
-            if self.pipe.is_none() {
-                self.pipe = Pipe::new();
-            }
-            if let Some(pipe) = &self.pipe {
-                use rustix::pipe::{splice, SpliceFlags};
-                let room = (pipe.size - self.piped).min(left.min(usize::MAX as u64) as usize);
-                if room > 0 {
-                    match splice(
-                        &*inner,
-                        None,
-                        &pipe.write,
-                        None,
-                        room,
-                        SpliceFlags::NONBLOCK,
-                    ) {
-                        Ok(0) => self.inner_eof = true,
-                        Ok(n) => {
-                            self.piped += n;
-                            self.resp.skip(n as u64);
-                            self.last_inner = Instant::now();
-                        }
-                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                        Err(_) => self.inner_eof = true,
-                    }
-                }
-                return self.write_client();
-            }
-        }
         if self.out_end < OUT_BUF && !self.inner_eof {
             match inner.read(&mut self.outb[self.out_end..]) {
                 Ok(0) => self.inner_eof = true,
                 Ok(n) => {
-                    self.resp
-                        .advance(&self.outb[self.out_end..self.out_end + n]);
                     self.out_end += n;
                     self.last_inner = Instant::now();
+                    self.follow_answers()?;
                 }
                 Err(e) if would_block(&e) => {}
                 Err(_) => self.inner_eof = true,
@@ -765,39 +718,67 @@ impl Relay<'_> {
         self.write_client()
     }
 
-    fn write_client(&mut self) -> io::Result<()> {
-        if self.piped > 0 {
-            if let (Some(pipe), Some(sock)) = (&self.pipe, self.side.splice_target()) {
-                use rustix::pipe::{splice, SpliceFlags};
-                match splice(
-                    &pipe.read,
-                    None,
-                    sock,
-                    None,
-                    self.piped,
-                    SpliceFlags::NONBLOCK,
-                ) {
-                    Ok(n) => {
-                        self.piped -= n;
-                        self.last_out = Instant::now();
-                    }
-                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
+    /// Follows the answers read so far, up to the next file body a worker left.
+    fn follow_answers(&mut self) -> io::Result<()> {
+        while self.file.is_none() && self.parsed < self.out_end {
+            let (k, head_done) = self.resp.follow(&self.outb[self.parsed..self.out_end]);
+            self.parsed += k;
+            if !head_done {
+                continue;
             }
-            if self.piped > 0 {
-                return Ok(());
+            let seq = self.resp_seq;
+            self.resp_seq += 1;
+            let left = self.resp.body_left();
+            if left == 0 {
+                continue;
+            }
+            if let Some(body) = self.shared.file_bodies.take(self.id, seq) {
+                if body.len != left {
+                    return Err(io::Error::other("a file body does not match its answer"));
+                }
+                self.resp.skip(left);
+                self.file = Some(body);
+                self.file_at = self.parsed;
             }
         }
-        while self.out_start < self.out_end {
-            match self.side.write(&self.outb[self.out_start..self.out_end]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_start += n;
-                    self.last_out = Instant::now();
+        Ok(())
+    }
+
+    /// Starts the answer buffer over once everything in it is sent.
+    fn reset_out(&mut self) {
+        if self.out_start == self.out_end && self.parsed == self.out_end {
+            if self.file.is_some() {
+                if self.file_at != self.out_end {
+                    return;
                 }
-                Err(e) if would_block(&e) => break,
-                Err(e) => return Err(e),
+                self.file_at = 0;
+            }
+            self.out_start = 0;
+            self.out_end = 0;
+            self.parsed = 0;
+        }
+    }
+
+    fn write_client(&mut self) -> io::Result<()> {
+        loop {
+            let end = if self.file.is_some() {
+                self.file_at
+            } else {
+                self.out_end
+            };
+            while self.out_start < end {
+                match self.side.write(&self.outb[self.out_start..end]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.out_start += n;
+                        self.last_out = Instant::now();
+                    }
+                    Err(e) if would_block(&e) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.out_start < end || !self.send_file()? {
+                break;
             }
         }
         match self.side.flush() {
@@ -805,12 +786,33 @@ impl Relay<'_> {
             Err(e) if would_block(&e) => {}
             Err(e) => return Err(e),
         }
-        if self.out_start == self.out_end {
-            self.out_start = 0;
-            self.out_end = 0;
+        self.reset_out();
+        if self.out_start == self.out_end && self.file.is_none() {
             self.queue_refusal();
         }
         Ok(())
+    }
+
+    /// Sends the pending file body; true once it is all sent (and what follows it may go).
+    fn send_file(&mut self) -> io::Result<bool> {
+        let (Some(body), Some(sock)) = (&mut self.file, self.side.raw_socket()) else {
+            return Ok(false);
+        };
+        while body.len > 0 {
+            let chunk = body.len.min(1 << 30) as usize;
+            match rustix::fs::sendfile(sock, &body.file, Some(&mut body.offset), chunk) {
+                Ok(0) => return Err(io::Error::other("the file ended before its length")),
+                Ok(n) => {
+                    body.len -= n as u64;
+                    self.last_out = Instant::now();
+                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.file = None;
+        self.follow_answers()?;
+        Ok(true)
     }
 
     /// Fails when a limit is passed; otherwise returns how long poll may wait.
@@ -826,7 +828,8 @@ impl Relay<'_> {
             next = next.min(left);
             Ok(())
         };
-        let out_pending = self.out_start < self.out_end || self.piped > 0 || self.side.buffered();
+        let out_pending =
+            self.out_start < self.out_end || self.file.is_some() || self.side.buffered();
         let awaiting = self.awaiting();
         if out_pending {
             check(self.last_out, l.idle_timeout, "the client stopped reading")?;

@@ -83,6 +83,9 @@ pub struct Handoff<'a> {
     pub seq: u64,
 }
 
+/// Bodies up to this size are sent together with the head in one write.
+const WHOLE_MAX: u64 = 64 * 1024;
+
 /// Sends `resp`; returns the body bytes it declared.
 pub fn respond(
     rq: tiny_http::Request,
@@ -102,20 +105,42 @@ pub fn respond(
         ("Server", "s3serve"),
     ] {
         if !given(name) {
-            push(&mut headers, name, value);
+            headers.push((name.to_string(), value.to_string()));
         }
     }
-    for (n, v) in &resp.headers {
-        push(&mut headers, n, v);
-    }
+    headers.extend(resp.headers.iter().cloned());
+    let is_head = rq.method() == &tiny_http::Method::Head;
     let (reader, len): (Box<dyn Read + Send>, u64) = match resp.body {
-        Body::Empty => (Box::new(std::io::empty()), 0),
+        Body::Empty => return write_whole(rq, resp.status, &headers, 0, &[], request_id),
+        Body::Bytes(b) if b.len() as u64 <= WHOLE_MAX => {
+            return write_whole(rq, resp.status, &headers, b.len() as u64, &b, request_id)
+        }
+        Body::Stream(_, n) if is_head => {
+            return write_whole(rq, resp.status, &headers, n, &[], request_id)
+        }
         Body::Bytes(b) => {
             let n = b.len() as u64;
             (Box::new(std::io::Cursor::new(b)), n)
         }
         Body::Stream(r, n) => (Box::new(BufReader::with_capacity(RESPONSE_BUF, r)), n),
-        Body::Object(body, offset, len) => {
+        Body::Object(mut body, offset, len) => {
+            if len <= WHOLE_MAX {
+                let mut bytes = vec![0; len as usize];
+                return match body.read_exact(&mut bytes) {
+                    Ok(()) => write_whole(rq, resp.status, &headers, len, &bytes, request_id),
+                    Err(e) => {
+                        log::error!("{request_id}: reading the object: {e}");
+                        let e = S3Error::new(
+                            Code::InternalError,
+                            "We encountered an internal error. Please try again.",
+                        );
+                        let doc = e.to_xml(request_id);
+                        let h = [("Content-Type".to_string(), "application/xml".to_string())];
+                        write_whole(rq, 500, &h, doc.len() as u64, &doc, request_id);
+                        0
+                    }
+                };
+            }
             let handed = match (&handoff, body.file()) {
                 (Some(h), Some(file)) if len >= HANDOFF_MIN => file
                     .try_clone()
@@ -145,15 +170,62 @@ pub fn respond(
             return respond_pending(rq, resp.status, &resp.headers, rx, request_id)
         }
     };
+    let mut tiny_headers = Vec::with_capacity(headers.len());
+    for (n, v) in &headers {
+        push(&mut tiny_headers, n, v);
+    }
     let response = tiny_http::Response::new(
         StatusCode(resp.status),
-        headers,
+        tiny_headers,
         reader,
         Some(len as usize),
         None,
     )
     .with_chunked_threshold(usize::MAX);
     if let Err(e) = rq.respond(response) {
+        log::debug!("{request_id}: client went away: {e}");
+    }
+    len
+}
+
+/// Writes a whole answer, head and body, in one write: an answer split over several writes
+/// costs the relay a wake-up for each. HEAD answers and those that never have a body declare
+/// `len` and send none, as tiny_http would.
+fn write_whole(
+    rq: tiny_http::Request,
+    status: u16,
+    headers: &[(String, String)],
+    len: u64,
+    body: &[u8],
+    request_id: &str,
+) -> u64 {
+    let version = rq.http_version();
+    let no_body =
+        rq.method() == &tiny_http::Method::Head || matches!(status, 100..=199 | 204 | 304);
+    let mut out = Vec::with_capacity(512 + body.len());
+    let reason = StatusCode(status).default_reason_phrase();
+    let _ = write!(
+        out,
+        "HTTP/{}.{} {status} {reason}\r\nDate: {}\r\n",
+        version.0,
+        version.1,
+        crate::util::http_date(std::time::SystemTime::now())
+    );
+    for (n, v) in headers {
+        let valid = !n.is_empty() && n.bytes().all(|c| c.is_ascii_graphic() && c != b':');
+        if valid && !n.eq_ignore_ascii_case("date") {
+            let _ = write!(out, "{n}: {}\r\n", ascii_header_value(v));
+        }
+    }
+    if !matches!(status, 100..=199 | 204) {
+        let _ = write!(out, "Content-Length: {len}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !no_body {
+        out.extend_from_slice(body);
+    }
+    let mut w = rq.into_writer();
+    if let Err(e) = w.write_all(&out).and_then(|()| w.flush()) {
         log::debug!("{request_id}: client went away: {e}");
     }
     len

@@ -319,3 +319,49 @@ def test_sighup_reopens_the_log_file(start_server, tmp_path):
     assert "ListBuckets" in log.read_text()
     assert "ListBuckets" in rotated.read_text()
     assert srv.stop() == 0
+
+
+def test_server_read_timeout_bounds_a_trickled_body(start_server):
+    """A body that keeps trickling (never idle long) still has --server-read-timeout to
+    arrive in full; past it the connection is cut and nothing is stored."""
+    srv = start_server("--server-read-timeout", "1s", "--idle-timeout", "30s", auth=None)
+    c = srv.anon_client()
+    bucket = unique_bucket_name("rto")
+    c.create_bucket(Bucket=bucket)
+    with socket.create_connection((srv.host, srv.port), timeout=60) as s:
+        s.sendall(f"PUT /{bucket}/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode())
+        cut = False
+        for _ in range(200):  # at most 20 s of trickling
+            try:
+                s.sendall(b"x")
+            except OSError:
+                cut = True
+                break
+            s.settimeout(0.1)
+            try:
+                if s.recv(1) == b"":
+                    cut = True
+                    break
+            except socket.timeout:
+                pass
+        assert cut, "the trickled upload was never cut off"
+    assert c.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    assert not list((srv.data_dir / bucket).iterdir())
+
+
+def test_a_client_that_does_not_read_is_cut_off(start_server):
+    """A GET whose client reads nothing: the answer stops after --idle-timeout, the rest is
+    never sent, and the server goes on serving."""
+    srv = start_server("--idle-timeout", "1s", auth=None)
+    c = srv.anon_client()
+    bucket = unique_bucket_name("slowread")
+    c.create_bucket(Bucket=bucket)
+    size = 64 * 1024 * 1024
+    c.put_object(Bucket=bucket, Key="big", Body=b"z" * size)
+    with socket.create_connection((srv.host, srv.port), timeout=60) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(f"GET /{bucket}/big HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(5)  # well past the 1 s limit: the server has given up on this reader
+        got = len(read_to_close(s))
+    assert got < size, "the whole object went to a client that was not reading"
+    assert c.head_object(Bucket=bucket, Key="big")["ContentLength"] == size

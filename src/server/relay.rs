@@ -198,6 +198,9 @@ struct Relay<'a> {
     /// A file body a worker left, sent at `file_at` in the answer stream.
     file: Option<FileBody>,
     file_at: usize,
+    /// Request body bytes in the pipe, due to tiny_http before anything in `inb`.
+    pipe: Option<Pipe>,
+    piped_in: usize,
     /// Sequence numbers of the next request passed on and of the next answer.
     req_seq: u64,
     resp_seq: u64,
@@ -224,6 +227,28 @@ pub struct Kept {
     inner: Option<UnixStream>,
     inb: Box<[u8]>,
     outb: Box<[u8]>,
+    pipe: Option<Pipe>,
+}
+
+/// A pipe that moves request bodies from a plain client socket to tiny_http with splice(2),
+/// without copying them through the relay.
+struct Pipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+    size: usize,
+}
+
+/// Request bodies (what is left of them) from this size up are spliced.
+const SPLICE_MIN: u64 = 64 * 1024;
+
+impl Pipe {
+    fn new() -> Option<Pipe> {
+        use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
+        let _ = fcntl_setpipe_size(&write, 1 << 20);
+        let size = fcntl_getpipe_size(&write).ok()?;
+        Some(Pipe { read, write, size })
+    }
 }
 
 /// Relays one connection until either end closes or a limit is hit.
@@ -231,6 +256,8 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
     let now = Instant::now();
     let inner = kept.inner.take().filter(still_open);
     shared.file_bodies.open(id);
+    let plain = side.raw_socket().is_some();
+    let pipe = kept.pipe.take().or_else(|| plain.then(Pipe::new).flatten());
     let mut inb = std::mem::take(&mut kept.inb);
     if inb.len() != IN_BUF {
         inb = vec![0; IN_BUF].into_boxed_slice();
@@ -242,6 +269,8 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         peer,
         outb: std::mem::take(&mut kept.outb),
         parsed: 0,
+        pipe,
+        piped_in: 0,
         file: None,
         file_at: 0,
         req_seq: 0,
@@ -280,6 +309,9 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
     }
     kept.inb = std::mem::take(&mut r.inb);
     kept.outb = std::mem::take(&mut r.outb);
+    if r.piped_in == 0 {
+        kept.pipe = r.pipe.take();
+    }
     shared.file_bodies.close(id);
 }
 
@@ -325,7 +357,7 @@ impl Relay<'_> {
                 if !self.inner_eof && self.out_end < OUT_BUF {
                     inner_ev |= PollFlags::IN;
                 }
-                if self.in_start < self.in_fwd {
+                if self.in_start < self.in_fwd || self.piped_in > 0 {
                     inner_ev |= PollFlags::OUT;
                 }
             }
@@ -415,9 +447,82 @@ impl Relay<'_> {
     }
 
     fn wants_input(&self) -> bool {
-        !self.client_eof
-            && !matches!(self.phase, Phase::Refused)
-            && self.in_end + HEAD_SLACK < IN_BUF
+        if self.client_eof || matches!(self.phase, Phase::Refused) {
+            return false;
+        }
+        if self.splicing() {
+            return self.pipe.as_ref().is_some_and(|p| self.piped_in < p.size);
+        }
+        self.piped_in == 0 && self.in_end + HEAD_SLACK < IN_BUF
+    }
+
+    /// A long body is being read, with nothing else buffered: it goes through the pipe.
+    fn splicing(&self) -> bool {
+        matches!(self.phase, Phase::Body(n) if n >= SPLICE_MIN)
+            && self.in_end == 0
+            && self.inner.is_some()
+            && self.pipe.is_some()
+            && self.side.raw_socket().is_some()
+    }
+
+    /// Moves body bytes from the client into the pipe, and from the pipe to tiny_http.
+    fn splice_in(&mut self) -> io::Result<()> {
+        use rustix::pipe::{splice, SpliceFlags};
+        let (Some(pipe), Some(sock), Phase::Body(n)) =
+            (&self.pipe, self.side.raw_socket(), &mut self.phase)
+        else {
+            return Ok(());
+        };
+        let room = (pipe.size - self.piped_in).min((*n).min(usize::MAX as u64) as usize);
+        if room > 0 {
+            match splice(sock, None, &pipe.write, None, room, SpliceFlags::NONBLOCK) {
+                Ok(0) => self.client_eof = true,
+                Ok(k) => {
+                    self.piped_in += k;
+                    *n -= k as u64;
+                    if *n == 0 {
+                        self.phase = Phase::Head;
+                    }
+                    self.last_in = Instant::now();
+                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.write_inner()?;
+        if self.client_eof {
+            self.client_ended();
+        }
+        Ok(())
+    }
+
+    /// Sends what the pipe holds on to tiny_http; true once it is empty.
+    fn drain_pipe(&mut self) -> bool {
+        use rustix::pipe::{splice, SpliceFlags};
+        let (Some(pipe), Some(inner)) = (&self.pipe, &self.inner) else {
+            return self.piped_in == 0;
+        };
+        while self.piped_in > 0 {
+            match splice(
+                &pipe.read,
+                None,
+                inner,
+                None,
+                self.piped_in,
+                SpliceFlags::NONBLOCK,
+            ) {
+                Ok(m) => self.piped_in -= m,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return false,
+                // tiny_http closed its side: nothing more can go to it.
+                Err(_) => break,
+            }
+        }
+        if self.piped_in > 0 {
+            self.piped_in = 0;
+            self.pipe = None;
+            self.client_eof = true;
+        }
+        true
     }
 
     /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
@@ -447,6 +552,7 @@ impl Relay<'_> {
             && matches!(self.phase, Phase::Head)
             && self.head_started.is_none()
             && self.in_end == 0
+            && self.piped_in == 0
             && self.out_start == self.out_end
             && self.file.is_none()
             && self.resp.idle()
@@ -463,7 +569,7 @@ impl Relay<'_> {
             return;
         }
         if let Some(inner) = &self.inner {
-            if self.in_start == self.in_fwd {
+            if self.in_start == self.in_fwd && self.piped_in == 0 {
                 let _ = inner.shutdown(std::net::Shutdown::Write);
                 self.inner_shut = true;
             }
@@ -472,6 +578,12 @@ impl Relay<'_> {
 
     fn read_client(&mut self) -> io::Result<()> {
         self.read_more = false;
+        if self.splicing() {
+            return self.splice_in();
+        }
+        if self.piped_in > 0 {
+            return Ok(());
+        }
         let room = IN_BUF - HEAD_SLACK;
         if self.in_end >= room {
             return Ok(());
@@ -667,6 +779,9 @@ impl Relay<'_> {
     }
 
     fn write_inner(&mut self) -> io::Result<()> {
+        if !self.drain_pipe() {
+            return Ok(());
+        }
         let Some(inner) = &mut self.inner else {
             return Ok(());
         };
@@ -851,7 +966,7 @@ impl Relay<'_> {
                 }
             }
             Phase::Body(_) | Phase::Chunked(_) => {
-                if self.wants_input() && self.in_start == self.in_fwd {
+                if self.wants_input() && self.in_start == self.in_fwd && self.piped_in == 0 {
                     check(self.last_in, l.idle_timeout, "a request body stalled")?;
                 }
                 check(

@@ -6,10 +6,12 @@
 //! worker who the peer is. The connection to tiny_http is opened at the first complete head,
 //! through the hand-off gate (see [`Gate`]).
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+mod flow;
+mod gate;
+mod side;
+
+use std::io;
 use std::os::unix::net::UnixStream;
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -17,6 +19,9 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use super::head::{self, Chunked, Framing, Refusal, Responses};
 use crate::ops::{Code, S3Error};
 use crate::s3::http::{FileBodies, FileBody};
+use flow::Pipe;
+pub use gate::Gate;
+pub use side::{Plain, Side};
 
 /// The header the relay adds to every request head (and removes when a client sends it).
 pub const RELAY_HEADER: &str = "x-s3serve-relay";
@@ -41,101 +46,6 @@ pub struct Limits {
     /// Longest silence: between requests, inside a head or body, or from a client that does
     /// not read what it is sent.
     pub idle_timeout: Duration,
-}
-
-/// The client end of a connection: plain (TCP, unix socket) or TLS. Non-blocking.
-pub trait Side {
-    fn fd(&self) -> BorrowedFd<'_>;
-    /// Plaintext from the client; `Ok(0)` at its end; `WouldBlock` when none is ready.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Takes plaintext for the client, maybe less than offered.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
-    /// Sends what is buffered; `WouldBlock` while the socket is full.
-    fn flush(&mut self) -> io::Result<()>;
-    /// Output is buffered that [`Side::flush`] has not sent yet.
-    fn buffered(&self) -> bool;
-    /// The side must read even when no plaintext is wanted (a TLS handshake in progress).
-    fn needs_read(&self) -> bool;
-    /// Ends the stream towards the client, cleanly.
-    fn close(&mut self);
-    /// The socket, when file bodies may be sent to it with sendfile(2).
-    fn raw_socket(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-}
-
-/// A plain socket.
-pub struct Plain<S>(pub S);
-
-impl<S: Read + Write + AsFd> Side for Plain<S> {
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn buffered(&self) -> bool {
-        false
-    }
-    fn needs_read(&self) -> bool {
-        false
-    }
-    fn close(&mut self) {
-        let _ = rustix::net::shutdown(self.0.as_fd(), rustix::net::Shutdown::Write);
-    }
-    fn raw_socket(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.0.as_fd())
-    }
-}
-
-/// Serialises connections into tiny_http. Its pool hands a new connection to an idle thread
-/// by notifying a condition variable; two connections accepted before the woken thread runs
-/// leave the second queued until some other connection closes, however many threads are
-/// idle. With one hand-off at a time, from connect until tiny_http has produced the first
-/// request, that cannot happen.
-#[derive(Default)]
-pub struct Gate {
-    holder: Mutex<Option<u64>>,
-    freed: Condvar,
-}
-
-/// Longest wait for a hand-off before the gate is taken anyway: a liveness guard for a
-/// request that waits in tiny_http's queue while every worker is busy (the gate opens when a
-/// worker takes it), or a connection tiny_http refused without producing a request.
-const GATE_WAIT: Duration = Duration::from_millis(100);
-
-impl Gate {
-    fn acquire(&self, id: u64) {
-        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = Instant::now() + GATE_WAIT;
-        while holder.is_some() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            holder = self
-                .freed
-                .wait_timeout(holder, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *holder = Some(id);
-    }
-
-    /// Called when connection `id` has produced its first request (or has failed).
-    pub fn release(&self, id: u64) {
-        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
-        if *holder == Some(id) {
-            *holder = None;
-            self.freed.notify_one();
-        }
-    }
 }
 
 /// What every relay shares.
@@ -230,27 +140,6 @@ pub struct Kept {
     pipe: Option<Pipe>,
 }
 
-/// A pipe that moves request bodies from a plain client socket to tiny_http with splice(2),
-/// without copying them through the relay.
-struct Pipe {
-    read: std::os::fd::OwnedFd,
-    write: std::os::fd::OwnedFd,
-    size: usize,
-}
-
-/// Request bodies (what is left of them) from this size up are spliced.
-const SPLICE_MIN: u64 = 64 * 1024;
-
-impl Pipe {
-    fn new() -> Option<Pipe> {
-        use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
-        let _ = fcntl_setpipe_size(&write, 1 << 20);
-        let size = fcntl_getpipe_size(&write).ok()?;
-        Some(Pipe { read, write, size })
-    }
-}
-
 /// Relays one connection until either end closes or a limit is hit.
 pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &mut Kept) {
     let now = Instant::now();
@@ -328,10 +217,6 @@ fn still_open(s: &UnixStream) -> bool {
         ),
         Ok(0)
     )
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
 }
 
 impl Relay<'_> {
@@ -456,75 +341,6 @@ impl Relay<'_> {
         self.piped_in == 0 && self.in_end + HEAD_SLACK < IN_BUF
     }
 
-    /// A long body is being read, with nothing else buffered: it goes through the pipe.
-    fn splicing(&self) -> bool {
-        matches!(self.phase, Phase::Body(n) if n >= SPLICE_MIN)
-            && self.in_end == 0
-            && self.inner.is_some()
-            && self.pipe.is_some()
-            && self.side.raw_socket().is_some()
-    }
-
-    /// Moves body bytes from the client into the pipe, and from the pipe to tiny_http.
-    fn splice_in(&mut self) -> io::Result<()> {
-        use rustix::pipe::{splice, SpliceFlags};
-        let (Some(pipe), Some(sock), Phase::Body(n)) =
-            (&self.pipe, self.side.raw_socket(), &mut self.phase)
-        else {
-            return Ok(());
-        };
-        let room = (pipe.size - self.piped_in).min((*n).min(usize::MAX as u64) as usize);
-        if room > 0 {
-            match splice(sock, None, &pipe.write, None, room, SpliceFlags::NONBLOCK) {
-                Ok(0) => self.client_eof = true,
-                Ok(k) => {
-                    self.piped_in += k;
-                    *n -= k as u64;
-                    if *n == 0 {
-                        self.phase = Phase::Head;
-                    }
-                    self.last_in = Instant::now();
-                }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.write_inner()?;
-        if self.client_eof {
-            self.client_ended();
-        }
-        Ok(())
-    }
-
-    /// Sends what the pipe holds on to tiny_http; true once it is empty.
-    fn drain_pipe(&mut self) -> bool {
-        use rustix::pipe::{splice, SpliceFlags};
-        let (Some(pipe), Some(inner)) = (&self.pipe, &self.inner) else {
-            return self.piped_in == 0;
-        };
-        while self.piped_in > 0 {
-            match splice(
-                &pipe.read,
-                None,
-                inner,
-                None,
-                self.piped_in,
-                SpliceFlags::NONBLOCK,
-            ) {
-                Ok(m) => self.piped_in -= m,
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return false,
-                // tiny_http closed its side: nothing more can go to it.
-                Err(_) => break,
-            }
-        }
-        if self.piped_in > 0 {
-            self.piped_in = 0;
-            self.pipe = None;
-            self.client_eof = true;
-        }
-        true
-    }
-
     /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
     /// the client left before a request was made.
     fn finished(&self) -> bool {
@@ -574,40 +390,6 @@ impl Relay<'_> {
                 self.inner_shut = true;
             }
         }
-    }
-
-    fn read_client(&mut self) -> io::Result<()> {
-        self.read_more = false;
-        if self.splicing() {
-            return self.splice_in();
-        }
-        if self.piped_in > 0 {
-            return Ok(());
-        }
-        let room = IN_BUF - HEAD_SLACK;
-        if self.in_end >= room {
-            return Ok(());
-        }
-        match self.side.read(&mut self.inb[self.in_end..room]) {
-            Ok(0) => {
-                self.client_eof = true;
-            }
-            Ok(n) => {
-                self.in_end += n;
-                self.last_in = Instant::now();
-                self.read_more = self.in_end == room;
-            }
-            Err(e) if would_block(&e) => {}
-            Err(e) => return Err(e),
-        }
-        if let Err(refusal) = self.frame() {
-            self.refuse(refusal);
-        }
-        self.write_inner()?;
-        if self.client_eof {
-            self.client_ended();
-        }
-        Ok(())
     }
 
     /// Frames what has arrived: heads are checked and rewritten, body bytes are counted.
@@ -776,158 +558,6 @@ impl Relay<'_> {
                 self.refusal_sent = true;
             }
         }
-    }
-
-    fn write_inner(&mut self) -> io::Result<()> {
-        if !self.drain_pipe() {
-            return Ok(());
-        }
-        let Some(inner) = &mut self.inner else {
-            return Ok(());
-        };
-        while self.in_start < self.in_fwd {
-            match inner.write(&self.inb[self.in_start..self.in_fwd]) {
-                Ok(n) => self.in_start += n,
-                Err(e) if would_block(&e) => break,
-                // tiny_http closed its side (it answers and closes on errors it finds).
-                Err(_) => {
-                    self.in_start = self.in_fwd;
-                    self.client_eof = true;
-                    break;
-                }
-            }
-        }
-        if self.in_start == self.in_fwd {
-            // Move what is not yet framed (a partial head) to the front.
-            self.inb.copy_within(self.in_fwd..self.in_end, 0);
-            self.in_end -= self.in_fwd;
-            self.in_start = 0;
-            self.in_fwd = 0;
-            if self.client_eof {
-                self.client_ended();
-            }
-        }
-        Ok(())
-    }
-
-    fn read_inner(&mut self) -> io::Result<()> {
-        self.reset_out();
-        let Some(inner) = &mut self.inner else {
-            return Ok(());
-        };
-        if self.out_end < OUT_BUF && !self.inner_eof {
-            match inner.read(&mut self.outb[self.out_end..]) {
-                Ok(0) => self.inner_eof = true,
-                Ok(n) => {
-                    self.out_end += n;
-                    self.last_inner = Instant::now();
-                    self.follow_answers()?;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => self.inner_eof = true,
-            }
-        }
-        if self.inner_eof {
-            self.queue_refusal();
-        }
-        self.write_client()
-    }
-
-    /// Follows the answers read so far, up to the next file body a worker left.
-    fn follow_answers(&mut self) -> io::Result<()> {
-        while self.file.is_none() && self.parsed < self.out_end {
-            let (k, head_done) = self.resp.follow(&self.outb[self.parsed..self.out_end]);
-            self.parsed += k;
-            if !head_done {
-                continue;
-            }
-            let seq = self.resp_seq;
-            self.resp_seq += 1;
-            let left = self.resp.body_left();
-            if left == 0 {
-                continue;
-            }
-            if let Some(body) = self.shared.file_bodies.take(self.id, seq) {
-                if body.len != left {
-                    return Err(io::Error::other("a file body does not match its answer"));
-                }
-                self.resp.skip(left);
-                self.file = Some(body);
-                self.file_at = self.parsed;
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts the answer buffer over once everything in it is sent.
-    fn reset_out(&mut self) {
-        if self.out_start == self.out_end && self.parsed == self.out_end {
-            if self.file.is_some() {
-                if self.file_at != self.out_end {
-                    return;
-                }
-                self.file_at = 0;
-            }
-            self.out_start = 0;
-            self.out_end = 0;
-            self.parsed = 0;
-        }
-    }
-
-    fn write_client(&mut self) -> io::Result<()> {
-        loop {
-            let end = if self.file.is_some() {
-                self.file_at
-            } else {
-                self.out_end
-            };
-            while self.out_start < end {
-                match self.side.write(&self.outb[self.out_start..end]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.out_start += n;
-                        self.last_out = Instant::now();
-                    }
-                    Err(e) if would_block(&e) => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            if self.out_start < end || !self.send_file()? {
-                break;
-            }
-        }
-        match self.side.flush() {
-            Ok(()) => {}
-            Err(e) if would_block(&e) => {}
-            Err(e) => return Err(e),
-        }
-        self.reset_out();
-        if self.out_start == self.out_end && self.file.is_none() {
-            self.queue_refusal();
-        }
-        Ok(())
-    }
-
-    /// Sends the pending file body; true once it is all sent (and what follows it may go).
-    fn send_file(&mut self) -> io::Result<bool> {
-        let (Some(body), Some(sock)) = (&mut self.file, self.side.raw_socket()) else {
-            return Ok(false);
-        };
-        while body.len > 0 {
-            let chunk = body.len.min(1 << 30) as usize;
-            match rustix::fs::sendfile(sock, &body.file, Some(&mut body.offset), chunk) {
-                Ok(0) => return Err(io::Error::other("the file ended before its length")),
-                Ok(n) => {
-                    body.len -= n as u64;
-                    self.last_out = Instant::now();
-                }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.file = None;
-        self.follow_answers()?;
-        Ok(true)
     }
 
     /// Fails when a limit is passed; otherwise returns how long poll may wait.

@@ -89,32 +89,6 @@ impl LocalBackend {
         &self.root
     }
 
-    /// Removes temporary files left by a crash. A temp file whose flock can be taken has no
-    /// live writer, in this process or in another instance sharing the filesystem.
-    pub fn sweep_temporaries(&self) -> usize {
-        let mut removed = 0;
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                let Ok(ft) = entry.file_type() else { continue };
-                if ft.is_dir() && !(dir == self.root && name == HIDDEN_PREFIX) {
-                    stack.push(entry.path());
-                } else if ft.is_file()
-                    && name.starts_with(TEMP_PREFIX)
-                    && remove_if_unlocked(&entry.path())
-                {
-                    removed += 1;
-                }
-            }
-        }
-        removed + self.uploads.sweep_temporaries()
-    }
-
     fn open_at(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
         rfs::openat2(
             &self.root_fd,
@@ -300,6 +274,32 @@ fn to_system_time(st: &rfs::Stat) -> SystemTime {
 }
 
 impl Backend for LocalBackend {
+    /// Removes temporary files left by a crash. A temp file whose flock can be taken has no
+    /// live writer, in this process or in another instance sharing the filesystem.
+    fn sweep_temporaries(&self) -> usize {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Ok(ft) = entry.file_type() else { continue };
+                if ft.is_dir() && !(dir == self.root && name == HIDDEN_PREFIX) {
+                    stack.push(entry.path());
+                } else if ft.is_file()
+                    && name.starts_with(TEMP_PREFIX)
+                    && remove_if_unlocked(&entry.path())
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed + self.uploads.sweep_temporaries()
+    }
+
     fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.root)? {

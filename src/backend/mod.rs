@@ -153,6 +153,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Removes temporary files a crash left behind, sparing those a live writer holds;
+    /// returns how many. Nothing to do where writes leave no files.
+    fn sweep_temporaries(&self) -> usize {
+        0
+    }
+
     /// Starts a write of `dst` that already holds the bytes of `src`, copied without passing
     /// through this process where the storage can. Returns the source's info too.
     fn copy(

@@ -96,6 +96,23 @@ fn spawn_expire(app: Arc<App>, expiry: Option<Duration>) -> (Sender<()>, JoinHan
     (tx, handle)
 }
 
+/// Removes what a crash left behind, in the background so that start-up does not wait for a
+/// walk of the whole tree. Safe beside live writes: a temporary whose writer is alive, in
+/// this process or another instance, is locked and kept.
+fn spawn_sweep(vfs: Arc<Vfs>) {
+    let spawned = std::thread::Builder::new()
+        .name("s3serve:sweep".into())
+        .spawn(move || {
+            let swept = vfs.sweep_temporaries();
+            if swept > 0 {
+                log::warn!("removed {swept} temporary files left by an earlier crash");
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the crash sweep: {e}");
+    }
+}
+
 /// Builds storage, VFS and auth from the config.
 pub fn build_app(config: &Config) -> Result<App, String> {
     let backend: Box<dyn Backend> = match &config.storage {
@@ -107,10 +124,6 @@ pub fn build_app(config: &Config) -> Result<App, String> {
             };
             let local =
                 LocalBackend::open(root, perms).map_err(|e| format!("{}: {e}", root.display()))?;
-            let swept = local.sweep_temporaries();
-            if swept > 0 {
-                log::warn!("removed {swept} temporary files left by an earlier crash");
-            }
             Box::new(local)
         }
     };
@@ -216,6 +229,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .into_iter()
         .map(|(name, l)| listen::spawn_accept(name, l, slots.clone(), relays.clone(), stop.clone()))
         .collect();
+    spawn_sweep(app.vfs.clone());
     let expire = spawn_expire(app, config.multipart_expiry);
     Ok(Running {
         addrs,

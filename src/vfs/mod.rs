@@ -84,6 +84,11 @@ impl Vfs {
         Ok(())
     }
 
+    /// Removes temporaries a crash left (see [`Backend::sweep_temporaries`]).
+    pub fn sweep_temporaries(&self) -> usize {
+        self.backend.sweep_temporaries()
+    }
+
     /// Multipart upload storage; NotImplemented where the backend has none.
     pub fn uploads(&self) -> Result<&dyn crate::backend::Uploads> {
         self.backend.uploads().ok_or_else(|| {

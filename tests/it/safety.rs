@@ -117,7 +117,16 @@ fn crash_leftovers_are_swept_at_start_up() {
     std::fs::write(dir.0.join("bk1/deep/.s3serve-tmp-DEADBEEF"), b"partial").unwrap();
     std::fs::write(dir.0.join("bk1/keep"), b"k").unwrap();
     let s = anon(&dir);
-    assert!(!dir.0.join("bk1/deep/.s3serve-tmp-DEADBEEF").exists());
+    // The sweep runs in the background after start-up (so that start-up never waits for a
+    // walk of the tree); the leftover must go, and soon.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dir.0.join("bk1/deep/.s3serve-tmp-DEADBEEF").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crash leftover was never swept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(dir.0.join("bk1/keep").exists());
     assert!(!s
         .raw("GET", "/bk1?list-type=2", &[], b"")

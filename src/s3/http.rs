@@ -64,11 +64,10 @@ impl FileBodies {
     pub fn take(&self, conn: u64, seq: u64) -> Option<FileBody> {
         let mut conns = self.lock();
         let q = conns.get_mut(&conn)?;
-        if q.front().is_some_and(|b| b.seq == seq) {
-            q.pop_front()
-        } else {
-            None
-        }
+        // Pipelined requests can be answered by two workers at once: bodies may be left
+        // out of order, and each is found by its request number.
+        let at = q.iter().position(|b| b.seq == seq)?;
+        q.remove(at)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, VecDeque<FileBody>>> {
@@ -312,6 +311,30 @@ pub fn ascii_header_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_bodies_are_found_by_request_number_in_any_order() {
+        let bodies = FileBodies::default();
+        let file = || std::fs::File::open("/dev/null").unwrap();
+        let body = |seq| FileBody {
+            seq,
+            file: file(),
+            offset: 0,
+            len: 1,
+        };
+        assert!(
+            !bodies.give(7, body(0)),
+            "a connection that is not open takes nothing"
+        );
+        bodies.open(7);
+        assert!(bodies.give(7, body(1)));
+        assert!(bodies.give(7, body(0)));
+        assert_eq!(bodies.take(7, 0).map(|b| b.seq), Some(0));
+        assert!(bodies.take(7, 0).is_none());
+        assert_eq!(bodies.take(7, 1).map(|b| b.seq), Some(1));
+        bodies.close(7);
+        assert!(!bodies.give(7, body(2)));
+    }
 
     #[test]
     fn non_ascii_values_are_encoded() {

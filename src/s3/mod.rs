@@ -69,9 +69,9 @@ impl Peer {
         self.text.split_once(' ').map_or(&self.text, |(_, a)| a)
     }
 
-    /// The relay can send file bodies itself (a plain socket; TLS needs the bytes).
+    /// The request came through a relay, which can send file bodies itself.
     fn takes_files(&self) -> bool {
-        self.text.starts_with("tcp ") || self.is_unix()
+        self.text.starts_with("tcp ") || self.text.starts_with("tls ") || self.is_unix()
     }
 }
 

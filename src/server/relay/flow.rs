@@ -15,6 +15,9 @@ pub(super) struct Pipe {
     pub(super) size: usize,
 }
 
+/// File bodies for TLS connections are read and encrypted this much at a time.
+const TLS_FILE_CHUNK: usize = 64 * 1024;
+
 /// Request bodies (what is left of them) from this size up are spliced.
 const SPLICE_MIN: u64 = 64 * 1024;
 
@@ -268,19 +271,55 @@ impl Relay<'_> {
 
     /// Sends the pending file body; true once it is all sent (and what follows it may go).
     pub(super) fn send_file(&mut self) -> io::Result<bool> {
-        let (Some(body), Some(sock)) = (&mut self.file, self.side.raw_socket()) else {
+        let Some(body) = &mut self.file else {
             return Ok(false);
         };
-        while body.len > 0 {
-            let chunk = body.len.min(1 << 30) as usize;
-            match rustix::fs::sendfile(sock, &body.file, Some(&mut body.offset), chunk) {
-                Ok(0) => return Err(io::Error::other("the file ended before its length")),
-                Ok(n) => {
-                    body.len -= n as u64;
-                    self.last_out = Instant::now();
+        match self.side.raw_socket() {
+            Some(sock) => {
+                while body.len > 0 {
+                    let chunk = body.len.min(1 << 30) as usize;
+                    match rustix::fs::sendfile(sock, &body.file, Some(&mut body.offset), chunk) {
+                        Ok(0) => return Err(io::Error::other("the file ended before its length")),
+                        Ok(n) => {
+                            body.len -= n as u64;
+                            self.last_out = Instant::now();
+                        }
+                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                            return Ok(false)
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(false),
-                Err(e) => return Err(e.into()),
+            }
+            // TLS: the bytes must pass through the relay to be encrypted; they are read
+            // from the file in chunks as the connection takes them.
+            None => {
+                use std::os::unix::fs::FileExt;
+                let mut chunk = [0u8; TLS_FILE_CHUNK];
+                while body.len > 0 {
+                    let n = body.len.min(TLS_FILE_CHUNK as u64) as usize;
+                    let got = body.file.read_at(&mut chunk[..n], body.offset)?;
+                    if got == 0 {
+                        return Err(io::Error::other("the file ended before its length"));
+                    }
+                    match self.side.write(&chunk[..got]) {
+                        Ok(w) => {
+                            body.offset += w as u64;
+                            body.len -= w as u64;
+                            self.last_out = Instant::now();
+                        }
+                        Err(e) if would_block(&e) => {
+                            let _ = self.side.flush();
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    match self.side.flush() {
+                        Ok(()) => {}
+                        Err(e) if would_block(&e) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         self.file = None;

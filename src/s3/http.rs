@@ -92,30 +92,30 @@ pub fn respond(
     request_id: &str,
     handoff: Option<Handoff<'_>>,
 ) -> u64 {
-    let mut headers = Vec::with_capacity(resp.headers.len() + 3);
-    let given = |name: &str| {
-        resp.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
+    let Response {
+        status,
+        headers: given,
+        body,
+    } = resp;
+    let mut headers = Vec::with_capacity(given.len() + 3);
     for (name, value) in [
         ("x-amz-request-id", request_id),
         ("x-amz-id-2", request_id),
         ("Server", "s3serve"),
     ] {
-        if !given(name) {
+        if !given.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             headers.push((name.to_string(), value.to_string()));
         }
     }
-    headers.extend(resp.headers.iter().cloned());
+    headers.extend(given);
     let is_head = rq.method() == &tiny_http::Method::Head;
-    let (reader, len): (Box<dyn Read + Send>, u64) = match resp.body {
-        Body::Empty => return write_whole(rq, resp.status, &headers, 0, &[], request_id),
+    let (reader, len): (Box<dyn Read + Send>, u64) = match body {
+        Body::Empty => return write_whole(rq, status, &headers, 0, &[], request_id),
         Body::Bytes(b) if b.len() as u64 <= WHOLE_MAX => {
-            return write_whole(rq, resp.status, &headers, b.len() as u64, &b, request_id)
+            return write_whole(rq, status, &headers, b.len() as u64, &b, request_id)
         }
         Body::Stream(_, n) if is_head => {
-            return write_whole(rq, resp.status, &headers, n, &[], request_id)
+            return write_whole(rq, status, &headers, n, &[], request_id)
         }
         Body::Bytes(b) => {
             let n = b.len() as u64;
@@ -126,7 +126,7 @@ pub fn respond(
             if len <= WHOLE_MAX {
                 let mut bytes = vec![0; len as usize];
                 return match body.read_exact(&mut bytes) {
-                    Ok(()) => write_whole(rq, resp.status, &headers, len, &bytes, request_id),
+                    Ok(()) => write_whole(rq, status, &headers, len, &bytes, request_id),
                     Err(e) => {
                         log::error!("{request_id}: reading the object: {e}");
                         let e = S3Error::new(
@@ -165,16 +165,14 @@ pub fn respond(
                 (Box::new(r), len)
             }
         }
-        Body::Pending(rx) => {
-            return respond_pending(rq, resp.status, &resp.headers, rx, request_id)
-        }
+        Body::Pending(rx) => return respond_pending(rq, status, &headers, rx, request_id),
     };
     let mut tiny_headers = Vec::with_capacity(headers.len());
     for (n, v) in &headers {
         push(&mut tiny_headers, n, v);
     }
     let response = tiny_http::Response::new(
-        StatusCode(resp.status),
+        StatusCode(status),
         tiny_headers,
         reader,
         Some(len as usize),
@@ -201,21 +199,7 @@ fn write_whole(
     let version = rq.http_version();
     let no_body =
         rq.method() == &tiny_http::Method::Head || matches!(status, 100..=199 | 204 | 304);
-    let mut out = Vec::with_capacity(512 + body.len());
-    let reason = StatusCode(status).default_reason_phrase();
-    let _ = write!(
-        out,
-        "HTTP/{}.{} {status} {reason}\r\nDate: {}\r\n",
-        version.0,
-        version.1,
-        crate::util::http_date(std::time::SystemTime::now())
-    );
-    for (n, v) in headers {
-        let valid = !n.is_empty() && n.bytes().all(|c| c.is_ascii_graphic() && c != b':');
-        if valid && !n.eq_ignore_ascii_case("date") {
-            let _ = write!(out, "{n}: {}\r\n", ascii_header_value(v));
-        }
-    }
+    let mut out = head_bytes((version.0, version.1), status, headers);
     if !matches!(status, 100..=199 | 204) {
         let _ = write!(out, "Content-Length: {len}\r\n");
     }
@@ -230,6 +214,28 @@ fn write_whole(
     len
 }
 
+/// An answer's status line, `Date` and `headers`, without the empty line that ends the
+/// head: the caller adds its framing header first. Names that are not tokens (and any
+/// `Date` of the caller's) are left out; values are kept ASCII.
+pub fn head_bytes(version: (u8, u8), status: u16, headers: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let _ = write!(
+        out,
+        "HTTP/{}.{} {status} {}\r\nDate: {}\r\n",
+        version.0,
+        version.1,
+        StatusCode(status).default_reason_phrase(),
+        crate::util::http_date(std::time::SystemTime::now())
+    );
+    for (n, v) in headers {
+        let valid = !n.is_empty() && n.bytes().all(|c| c.is_ascii_graphic() && c != b':');
+        if valid && !n.eq_ignore_ascii_case("date") {
+            let _ = write!(out, "{n}: {}\r\n", ascii_header_value(v));
+        }
+    }
+    out
+}
+
 /// Keep-alive whitespace goes out this often while a long request works (clients time out
 /// reads after 60 s).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -239,15 +245,12 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 fn respond_pending(
     rq: tiny_http::Request,
     status: u16,
-    extra: &[(String, String)],
+    headers: &[(String, String)],
     rx: Receiver<Result<Vec<u8>, S3Error>>,
     request_id: &str,
 ) -> u64 {
-    let mut head = format!("HTTP/1.1 {status} OK\r\nDate: {}\r\nServer: s3serve\r\nx-amz-request-id: {request_id}\r\nx-amz-id-2: {request_id}\r\nTransfer-Encoding: chunked\r\n", crate::util::http_date(std::time::SystemTime::now()));
-    for (n, v) in extra {
-        head.push_str(&format!("{n}: {}\r\n", ascii_header_value(v)));
-    }
-    head.push_str("\r\n");
+    let mut head = head_bytes((1, 1), status, headers);
+    head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
     let mut w = rq.into_writer();
     let mut sent = 0u64;
     let mut chunk = |w: &mut dyn Write, data: &[u8]| -> std::io::Result<()> {
@@ -258,7 +261,7 @@ fn respond_pending(
         w.flush()
     };
     let result = (|| -> std::io::Result<()> {
-        w.write_all(head.as_bytes())?;
+        w.write_all(&head)?;
         chunk(&mut w, XML_DECL.as_bytes())?;
         let doc = loop {
             match rx.recv_timeout(KEEPALIVE_INTERVAL) {

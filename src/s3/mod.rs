@@ -280,6 +280,17 @@ fn process(
     )
 }
 
+/// A bucket name S3 would accept, or InvalidBucketName.
+fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
+    crate::backend::key::check_bucket(bucket).map_err(|_| {
+        S3Error::new(
+            Code::InvalidBucketName,
+            "The specified bucket is not valid.",
+        )
+        .with("BucketName", bucket)
+    })
+}
+
 fn dispatch_authenticated(
     app: &App,
     rq: &mut tiny_http::Request,
@@ -298,13 +309,7 @@ fn dispatch_authenticated(
     };
     if endpoint == Endpoint::PostObject {
         // Signed by the form's policy, not by headers: checked inside, before the file.
-        crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
-            S3Error::new(
-                Code::InvalidBucketName,
-                "The specified bucket is not valid.",
-            )
-            .with("BucketName", t.bucket.as_str())
-        })?;
+        check_bucket_name(&t.bucket)?;
         let ctx = Ctx {
             vfs: &app.vfs,
             opts: &app.ops,
@@ -320,13 +325,7 @@ fn dispatch_authenticated(
     };
     let identity = auth::authenticate(keys, &parts, now)?;
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
-        crate::backend::key::check_bucket(&t.bucket).map_err(|_| {
-            S3Error::new(
-                Code::InvalidBucketName,
-                "The specified bucket is not valid.",
-            )
-            .with("BucketName", t.bucket.as_str())
-        })?;
+        check_bucket_name(&t.bucket)?;
     }
     let (expected_sha256, streaming) = match identity.payload {
         Payload::Unsigned => (None, None),

@@ -300,6 +300,9 @@ def test_unix_socket_skips_auth_but_tcp_does_not(start_server, tmp_path):
     # A client cannot claim to be on the unix socket by sending the relay's header.
     r = curl("-H", "x-s3serve-relay: forged 1 1 unix", f"{srv.url}/")
     assert r.stdout.endswith("\n403")
+    # Also one longer than the header the relay puts in its place.
+    r = curl("-H", "x-s3serve-relay: " + "f" * 400 + " 1 1 0 unix", f"{srv.url}/")
+    assert r.stdout.endswith("\n403")
 
 
 def test_sighup_reopens_the_log_file(start_server, tmp_path):

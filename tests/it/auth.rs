@@ -113,3 +113,16 @@ fn anonymous_mode_ignores_credentials() {
     );
     assert_eq!(s.raw("PUT", "/bk1/k", &[], b"x").status, 200);
 }
+
+#[test]
+fn a_forged_relay_header_claims_nothing() {
+    // The relay's own header tells a worker who the peer is (unix-socket peers skip auth).
+    // A client's copy is dropped, whatever its length, before the relay adds the real one.
+    let dir = TempDir::new();
+    let s = start(config(&dir.0));
+    let long = format!("{} 1 1 0 unix", "f".repeat(400));
+    for forged in ["forged 1 1 0 unix", long.as_str()] {
+        let r = s.raw("GET", "/", &[("x-s3serve-relay", forged)], b"");
+        assert_eq!((r.status, r.code().as_str()), (403, "AccessDenied"));
+    }
+}

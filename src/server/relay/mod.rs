@@ -84,9 +84,6 @@ struct Relay<'a> {
     /// `tcp 1.2.3.4:5`, `tls 1.2.3.4:5` or `unix`.
     peer: &'a str,
     inner: Option<UnixStream>,
-    /// The connection to tiny_http was opened for this client (its first request releases
-    /// the gate).
-    inner_fresh: bool,
     /// A request passed on makes tiny_http close the connection after answering.
     inner_doomed: bool,
     /// The answers coming back, followed to know when the connection is quiet.
@@ -165,7 +162,6 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         req_seq: 0,
         resp_seq: 0,
         inner,
-        inner_fresh: false,
         inner_doomed: false,
         resp: Responses::default(),
         inb,
@@ -434,29 +430,8 @@ impl Relay<'_> {
         let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
             return Ok(false);
         };
-        // A place in the queue is taken before anything else, so that racing requests
-        // cannot all pass the check: past the cap, only requests with a body may wait.
-        let cap = match h.framing {
-            Framing::Length(0) => self.shared.queue_cap,
-            _ => usize::MAX,
-        };
-        let queued = &self.shared.queued;
-        let ordering = std::sync::atomic::Ordering::AcqRel;
-        if queued
-            .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |q| {
-                (q < cap).then_some(q + 1)
-            })
-            .is_err()
-        {
-            return Err(Refusal::Unavailable);
-        }
-        if self.inner.is_none() {
-            if let Err(e) = self.connect_inner() {
-                queued.fetch_sub(1, ordering);
-                return Err(e);
-            }
-        }
-        let first = std::mem::take(&mut self.inner_fresh);
+        // The first request on a new connection to tiny_http opens the gate behind it.
+        let first = self.inner.is_none();
         let extra = format!(
             "{RELAY_HEADER}: {} {} {} {} {}",
             self.shared.token,
@@ -473,17 +448,36 @@ impl Relay<'_> {
             &extra,
             &mut new_head,
         );
-        let grow = new_head.len() - h.len;
+        let grow = new_head.len().saturating_sub(h.len);
         if self.in_end + grow > IN_BUF {
-            self.shared
-                .queued
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return Err(Refusal::HeadTooLarge);
+        }
+        // A place in the queue is taken with one update, so that racing requests cannot all
+        // pass the check: past the cap, only requests with a body may wait.
+        let cap = match h.framing {
+            Framing::Length(0) => self.shared.queue_cap,
+            _ => usize::MAX,
+        };
+        let queued = &self.shared.queued;
+        let ordering = std::sync::atomic::Ordering::AcqRel;
+        if queued
+            .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |q| {
+                (q < cap).then_some(q + 1)
+            })
+            .is_err()
+        {
+            return Err(Refusal::Unavailable);
+        }
+        if first {
+            if let Err(e) = self.connect_inner() {
+                queued.fetch_sub(1, ordering);
+                return Err(e);
+            }
         }
         self.inb
             .copy_within(at + h.len..self.in_end, at + new_head.len());
         self.inb[at..at + new_head.len()].copy_from_slice(&new_head);
-        self.in_end += grow;
+        self.in_end = self.in_end + new_head.len() - h.len;
         self.in_fwd += new_head.len();
         self.head_started = None;
         self.request_started = started;
@@ -517,7 +511,6 @@ impl Relay<'_> {
                     self.outb = vec![0; OUT_BUF].into_boxed_slice();
                 }
                 self.inner = Some(s);
-                self.inner_fresh = true;
                 Ok(())
             }
             Err(e) => {
@@ -632,19 +625,15 @@ fn refusal_response(r: Refusal) -> Vec<u8> {
     };
     let id = crate::util::unique_token();
     let body = e.to_xml(&id);
-    let status = refusal_status(r);
-    let reason = match status {
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Bad Request",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nServer: s3serve\r\nDate: {}\r\nx-amz-request-id: {id}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        crate::util::http_date(std::time::SystemTime::now()),
-        body.len()
-    )
-    .into_bytes();
+    let headers = [
+        ("Server", "s3serve"),
+        ("x-amz-request-id", id.as_str()),
+        ("Content-Type", "application/xml"),
+        ("Connection", "close"),
+    ]
+    .map(|(n, v)| (n.to_string(), v.to_string()));
+    let mut out = crate::s3::http::head_bytes((1, 1), refusal_status(r), &headers);
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(&body);
     out
 }

@@ -1,6 +1,8 @@
 """The front of the server: TLS and mutual TLS, header limits, slow and stalled clients,
 framing errors, the descriptor limit, and SIGHUP. Certificates are made here with openssl."""
 
+import concurrent.futures
+import ctypes
 import os
 import resource
 import signal
@@ -8,11 +10,12 @@ import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from botocore.config import Config
 
-from conftest import AK, SK, USE_RCLONE, make_client, unique_bucket_name
+from conftest import AK, SK, USE_RCLONE, make_client, poll, unique_bucket_name
 
 pytestmark = pytest.mark.skipif(USE_RCLONE, reason="s3serve's own front")
 
@@ -368,3 +371,89 @@ def test_a_client_that_does_not_read_is_cut_off(start_server):
         got = len(read_to_close(s))
     assert got < size, "the whole object went to a client that was not reading"
     assert c.head_object(Bucket=bucket, Key="big")["ContentLength"] == size
+
+
+def test_server_write_timeout_bounds_a_slowly_read_answer(start_server):
+    """A client that keeps reading, a little at a time (never idle long), still has
+    --server-write-timeout to take the whole answer; past it the connection is cut."""
+    srv = start_server("--server-write-timeout", "1s", "--idle-timeout", "30s", auth=None)
+    c = srv.anon_client()
+    bucket = unique_bucket_name("wto")
+    c.create_bucket(Bucket=bucket)
+    size = 64 * 1024 * 1024
+    c.put_object(Bucket=bucket, Key="big", Body=b"w" * size)
+    got = 0
+    with socket.create_connection((srv.host, srv.port), timeout=60) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(f"GET /{bucket}/big HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        cut = False
+        for _ in range(400):  # at most about 20 s of slow reading
+            try:
+                chunk = s.recv(16 * 1024)
+            except ConnectionResetError:
+                cut = True
+                break
+            if not chunk:
+                cut = True
+                break
+            got += len(chunk)
+            time.sleep(0.05)
+        assert cut, "the slow reader was never cut off"
+    assert got < size, "the whole object went out past --server-write-timeout"
+    assert c.head_object(Bucket=bucket, Key="big")["ContentLength"] == size
+
+
+def _steal_fd(pid, fd):
+    """A duplicate of another process's descriptor (pidfd_getfd; we are its parent)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        if got < 0:
+            pytest.skip(f"pidfd_getfd: {os.strerror(ctypes.get_errno())}")
+        return got
+    finally:
+        os.close(pidfd)
+
+
+def _inner_listener_fd(pid):
+    """The server's descriptor for the listening end of its internal request socket."""
+    inodes = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        # Flags 00010000 mark a listening socket.
+        if len(parts) >= 8 and parts[7].endswith("/requests.sock") and parts[3] == "00010000":
+            inodes.add(parts[6])
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return int(entry.name)
+    return None
+
+
+def test_a_dead_request_queue_is_rebuilt(start_server):
+    """tiny_http's accept loop ends for good on any accept error. Breaking its listener (a
+    shut-down listening socket fails accept with EINVAL) must not stop the server: a new
+    queue is started, and old and new connections go on being answered."""
+    srv = start_server("--workers", "2", auth=None)
+    c = srv.anon_client()
+    bucket = unique_bucket_name("queue")
+    c.create_bucket(Bucket=bucket)
+    fd = _inner_listener_fd(srv.proc.pid)
+    assert fd is not None, "no internal request socket found"
+    stolen = socket.socket(fileno=_steal_fd(srv.proc.pid, fd))
+    stolen.shutdown(socket.SHUT_RDWR)
+    stolen.close()
+    poll(lambda: "the request queue failed" in srv.log())
+    # Many clients at once, so that relays must open new connections to the new queue.
+    clients = [srv.anon_client() for _ in range(16)]
+    def one(i):
+        cl = clients[i % 16]
+        cl.put_object(Bucket=bucket, Key=f"k{i}", Body=b"v" * i)
+        return cl.get_object(Bucket=bucket, Key=f"k{i}")["Body"].read() == b"v" * i
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        assert all(ex.map(one, range(64)))
+    assert c.list_objects_v2(Bucket=bucket)["KeyCount"] == 64

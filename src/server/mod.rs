@@ -197,6 +197,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
             idle_timeout: config.idle_timeout,
         },
         inner_path: std::sync::RwLock::new(inner_path),
+        inner_generation: AtomicU32::new(0),
         gate: Default::default(),
         token: format!(
             "{}{}",
@@ -217,7 +218,6 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let inbox = Arc::new(Inbox {
         current: RwLock::new(Arc::new(server)),
         retired: Mutex::new(Vec::new()),
-        generation: AtomicU32::new(0),
         dir: private_dir.clone(),
         shared: shared.clone(),
         stop: workers_stop.clone(),
@@ -324,7 +324,6 @@ fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)>
 struct Inbox {
     current: RwLock<Arc<tiny_http::Server>>,
     retired: Mutex<Vec<Arc<tiny_http::Server>>>,
-    generation: AtomicU32,
     dir: PathBuf,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
@@ -369,7 +368,7 @@ impl Inbox {
         if !Arc::ptr_eq(&current, dead) {
             return; // another worker already did
         }
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = self.shared.inner_generation.load(Ordering::Acquire) + 1;
         log::error!("the request queue failed ({e}); starting a new one");
         let path = self.dir.join(format!("requests-{generation}.sock"));
         let fresh = UnixListener::bind(&path)
@@ -382,11 +381,15 @@ impl Inbox {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(old);
-                *self
+                let mut inner_path = self
                     .shared
                     .inner_path
                     .write()
-                    .unwrap_or_else(|e| e.into_inner()) = path;
+                    .unwrap_or_else(|e| e.into_inner());
+                *inner_path = path;
+                self.shared
+                    .inner_generation
+                    .store(generation, Ordering::Release);
             }
             Err(e) => {
                 log::error!("{}: {e}", path.display());

@@ -53,6 +53,8 @@ pub struct Shared {
     pub limits: Limits,
     /// tiny_http's internal listener (replaced if its accept loop has to be restarted).
     pub inner_path: std::sync::RwLock<std::path::PathBuf>,
+    /// Counts those restarts; a connection to an older tiny_http is left when it is quiet.
+    pub inner_generation: std::sync::atomic::AtomicU32,
     pub gate: Gate,
     /// A per-process secret in the relay header: a request without it did not come through
     /// a relay.
@@ -84,6 +86,8 @@ struct Relay<'a> {
     /// `tcp 1.2.3.4:5`, `tls 1.2.3.4:5` or `unix`.
     peer: &'a str,
     inner: Option<UnixStream>,
+    /// The generation of tiny_http's listener that `inner` reached.
+    inner_gen: u32,
     /// A request passed on makes tiny_http close the connection after answering.
     inner_doomed: bool,
     /// The answers coming back, followed to know when the connection is quiet.
@@ -131,7 +135,7 @@ struct Relay<'a> {
 /// hand-off).
 #[derive(Default)]
 pub struct Kept {
-    inner: Option<UnixStream>,
+    inner: Option<(UnixStream, u32)>,
     inb: Box<[u8]>,
     outb: Box<[u8]>,
     pipe: Option<Pipe>,
@@ -140,7 +144,13 @@ pub struct Kept {
 /// Relays one connection until either end closes or a limit is hit.
 pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &mut Kept) {
     let now = Instant::now();
-    let inner = kept.inner.take().filter(still_open);
+    let current = shared
+        .inner_generation
+        .load(std::sync::atomic::Ordering::Acquire);
+    let (inner, inner_gen) = match kept.inner.take() {
+        Some((s, g)) if g == current && still_open(&s) => (Some(s), g),
+        _ => (None, current),
+    };
     shared.file_bodies.open(id);
     let plain = side.raw_socket().is_some();
     let pipe = kept.pipe.take().or_else(|| plain.then(Pipe::new).flatten());
@@ -162,6 +172,7 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         req_seq: 0,
         resp_seq: 0,
         inner,
+        inner_gen,
         inner_doomed: false,
         resp: Responses::default(),
         inb,
@@ -190,7 +201,7 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
     }
     shared.gate.release(id);
     if r.reusable() {
-        kept.inner = r.inner.take();
+        kept.inner = r.inner.take().map(|s| (s, r.inner_gen));
     }
     kept.inb = std::mem::take(&mut r.inb);
     kept.outb = std::mem::take(&mut r.outb);
@@ -430,6 +441,7 @@ impl Relay<'_> {
         let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
             return Ok(false);
         };
+        self.leave_stale_inner();
         // The first request on a new connection to tiny_http opens the gate behind it.
         let first = self.inner.is_none();
         let extra = format!(
@@ -493,14 +505,38 @@ impl Relay<'_> {
         Ok(true)
     }
 
+    /// Closes a quiet connection to a tiny_http that has since been replaced, so that the
+    /// next request goes to the new one: the old one is only polled now and then.
+    fn leave_stale_inner(&mut self) {
+        let current = self
+            .shared
+            .inner_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        let quiet = self.resp.idle()
+            && self.in_start == self.in_fwd
+            && self.piped_in == 0
+            && !self.inner_shut
+            && !self.inner_eof
+            && !self.inner_doomed;
+        if self.inner.is_some() && self.inner_gen != current && quiet {
+            self.inner = None;
+        }
+    }
+
     fn connect_inner(&mut self) -> Result<(), Refusal> {
         self.shared.gate.acquire(self.id);
-        let path = self
-            .shared
-            .inner_path
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let (path, generation) = {
+            let path = self
+                .shared
+                .inner_path
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let generation = self
+                .shared
+                .inner_generation
+                .load(std::sync::atomic::Ordering::Acquire);
+            (path.clone(), generation)
+        };
         let connected = UnixStream::connect(path).and_then(|s| {
             s.set_nonblocking(true)?;
             Ok(s)
@@ -511,6 +547,7 @@ impl Relay<'_> {
                     self.outb = vec![0; OUT_BUF].into_boxed_slice();
                 }
                 self.inner = Some(s);
+                self.inner_gen = generation;
                 Ok(())
             }
             Err(e) => {

@@ -17,8 +17,8 @@ use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlag
 use super::key::{is_hidden, HIDDEN_PREFIX};
 use super::uploads::{LocalUploads, Uploads};
 use super::{
-    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result,
+    Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
+    ObjectReader, ObjectWriter, Result,
 };
 
 const XATTR: &str = "user.s3serve";
@@ -416,6 +416,19 @@ impl Backend for LocalBackend {
             }
         };
         read_entries(fd)
+    }
+
+    fn dir_stamp(&self, bucket: &str, dir: &str) -> Option<DirStamp> {
+        // Only a cache key: a symlink on the way changes the identity, and the listing
+        // that the cached answer came from resolves beneath the root.
+        let path = format!("{bucket}/{}", dir.trim_end_matches('/'));
+        let st = rfs::statat(&self.root_fd, path.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        (rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory).then_some(DirStamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mtime_sec: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as u64,
+        })
     }
 
     fn set_meta(

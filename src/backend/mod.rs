@@ -87,6 +87,15 @@ pub struct ObjectInfo {
 }
 
 /// One entry of a directory listing.
+/// A directory's identity and modification time: equal stamps mean the same entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirEntry {
     pub name: String,
@@ -144,6 +153,12 @@ pub trait Backend: Send + Sync {
     /// Lists one directory level: `dir` is "" for the bucket root or ends with `/`.
     /// Entries come in no particular order; hidden names are left out.
     fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>>;
+    /// Something that changes whenever entries are added to or removed from directory
+    /// `dir` (ending with `/`), cheaper to get than its listing; `None` where there is no
+    /// such thing.
+    fn dir_stamp(&self, _bucket: &str, _dir: &str) -> Option<DirStamp> {
+        None
+    }
     /// Rewrites stored metadata of an unchanged object (e.g. a freshly computed ETag).
     fn set_meta(&self, bucket: &str, key: &str, info: &ObjectInfo, meta: &ObjectMeta)
         -> Result<()>;

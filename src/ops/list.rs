@@ -150,22 +150,11 @@ impl Walk<'_> {
         true
     }
 
-    /// Whether a directory holds at least one object, looking no further than the first.
+    /// Whether a directory holds at least one object.
     fn has_object(&self, dir: &str) -> Result<bool, S3Error> {
-        let entries = match self.vfs.list_dir(self.bucket, dir) {
-            Ok(e) => e,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        if entries.iter().any(|e| !e.is_dir) {
-            return Ok(true);
-        }
-        for e in entries {
-            if self.has_object(&format!("{dir}{}/", e.name))? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.vfs
+            .dir_has_object(self.bucket, dir)
+            .map_err(S3Error::from)
     }
 }
 

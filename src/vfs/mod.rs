@@ -13,8 +13,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::backend::{
-    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result,
+    Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
+    ObjectReader, ObjectWriter, Result,
 };
 pub use hash::{Digests, EtagAlg, Hashes};
 
@@ -35,7 +35,12 @@ pub struct Vfs {
     cleanup: bool,
     locks: Vec<Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
+    /// Directories seen holding an object file directly, with their stamp at the time.
+    holders: Mutex<std::collections::HashMap<(String, String), DirStamp>>,
 }
+
+/// Past this many remembered directories the memory is cleared.
+const HOLDERS_MAX: usize = 100_000;
 
 /// Options the VFS applies on top of the backend.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +58,7 @@ impl Vfs {
             cleanup: opts.cleanup,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
+            holders: Default::default(),
         }
     }
 
@@ -117,6 +123,49 @@ impl Vfs {
 
     pub fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
         self.backend.list_dir(bucket, dir)
+    }
+
+    /// Whether directory `dir` (ending with `/`) holds at least one object, at any depth.
+    /// A directory that held one directly is remembered with its stamp, so that listing
+    /// common prefixes does not read every subdirectory again while none of them changes.
+    pub fn dir_has_object(&self, bucket: &str, dir: &str) -> Result<bool> {
+        let stamp = self.backend.dir_stamp(bucket, dir);
+        let id = (bucket.to_string(), dir.to_string());
+        if let Some(stamp) = stamp {
+            let holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+            if holders.get(&id) == Some(&stamp) {
+                return Ok(true);
+            }
+        }
+        let entries = match self.backend.list_dir(bucket, dir) {
+            Ok(e) => e,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if entries.iter().any(|e| !e.is_dir) {
+            // A directory changed within the last second is not remembered: a change in the
+            // same clock tick could leave its modification time as it was.
+            let settled = |s: &DirStamp| {
+                let now = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                s.mtime_sec < now - 1
+            };
+            if let Some(stamp) = stamp.filter(settled) {
+                let mut holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+                if holders.len() >= HOLDERS_MAX {
+                    holders.clear();
+                }
+                holders.insert(id, stamp);
+            }
+            return Ok(true);
+        }
+        for e in entries {
+            if self.dir_has_object(bucket, &format!("{dir}{}/", e.name))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Size, mtime and metadata, with the ETag filled in.

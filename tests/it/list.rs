@@ -176,3 +176,23 @@ fn empty_directories_are_not_common_prefixes() {
     let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
     assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["full/"]);
 }
+
+#[test]
+fn a_directory_emptied_after_a_listing_is_no_longer_a_common_prefix() {
+    let dir = TempDir::new();
+    let a = dir.0.join("bk1/a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("x"), b"1").unwrap();
+    // Settled an hour ago, so that the listing remembers that it holds an object.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&a)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(old))
+        .unwrap();
+    let s = anon(&dir);
+    let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
+    assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["a/"]);
+    std::fs::remove_file(a.join("x")).unwrap();
+    let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
+    assert!(keys_of(&r.text(), "Prefix")[1..].is_empty(), "{}", r.text());
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{self as rfs, FlockOperation};
 
+use super::local::DurableFile;
 use super::local::TEMP_PREFIX;
 use super::meta::{parse_lines, push_line};
 use super::{BackendError, ErrorKind, ObjectMeta, ObjectWriter, Result};
@@ -246,7 +247,7 @@ impl Uploads for LocalUploads {
         Ok(Box::new(LocalPartWriter {
             dir,
             temp,
-            file,
+            file: DurableFile::new(file),
             number,
             committed: false,
         }))
@@ -373,7 +374,7 @@ fn remove_upload_dir(dir: &Path) -> Result<()> {
 struct LocalPartWriter {
     dir: PathBuf,
     temp: PathBuf,
-    file: File,
+    file: DurableFile,
     number: u32,
     committed: bool,
 }
@@ -381,9 +382,6 @@ struct LocalPartWriter {
 impl Write for LocalPartWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

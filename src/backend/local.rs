@@ -138,35 +138,52 @@ impl LocalBackend {
         Ok(fd)
     }
 
-    fn open_file(&self, bucket: &str, key: &str) -> Result<File> {
-        let fd = self
-            .open_at(&format!("{bucket}/{key}"), OFlags::RDONLY)
-            .map_err(|e| not_found_or(e, bucket))?;
+    /// Opens an object file and stats it. A missing key is told from a missing bucket only
+    /// when the open fails, so that the common case costs one open and one stat.
+    fn open_file(&self, bucket: &str, key: &str) -> Result<(File, rfs::Stat)> {
+        let fd = match self.open_at(&format!("{bucket}/{key}"), OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = not_found_or(e, bucket);
+                if e.kind == ErrorKind::NotFound {
+                    self.bucket_fd(bucket)?;
+                }
+                return Err(e);
+            }
+        };
         let file = File::from(fd);
-        if file.metadata()?.is_dir() {
+        let st = rfs::fstat(&file).map_err(errno)?;
+        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
             return Err(BackendError::new(
                 ErrorKind::NotFound,
                 "The specified key does not exist.",
             ));
         }
-        Ok(file)
+        Ok((file, st))
     }
 
-    fn info_of(&self, file: &File, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        let st = rfs::fstat(file).map_err(errno)?;
+    fn info_of(&self, file: &File, st: &rfs::Stat, bucket: &str, key: &str) -> ObjectInfo {
         let size = st.st_size as u64;
-        let mtime = UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
+        let mtime = to_system_time(st);
         let raw = self.read_meta(file, bucket, key);
         let meta = raw.and_then(|raw| ObjectMeta::decode(&raw, size, mtime));
-        Ok(ObjectInfo { size, mtime, meta })
+        ObjectInfo { size, mtime, meta }
     }
 
     fn read_meta(&self, file: &File, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; META_BUF];
         if self.xattrs {
-            if let Ok(n) = rfs::fgetxattr(file, XATTR, &mut buf[..]) {
-                buf.truncate(n);
-                return Some(buf);
+            // Most records are short: a stack buffer first, the largest size only if needed.
+            let mut small = [0u8; 1024];
+            match rfs::fgetxattr(file, XATTR, &mut small[..]) {
+                Ok(n) => return Some(small[..n].to_vec()),
+                Err(rustix::io::Errno::RANGE) => {
+                    let mut buf = vec![0u8; META_BUF];
+                    if let Ok(n) = rfs::fgetxattr(file, XATTR, &mut buf[..]) {
+                        buf.truncate(n);
+                        return Some(buf);
+                    }
+                }
+                Err(_) => {}
             }
         }
         std::fs::read(self.sidecar(bucket, key)).ok()
@@ -359,15 +376,13 @@ impl Backend for LocalBackend {
     }
 
     fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        self.bucket_fd(bucket)?;
-        let file = self.open_file(bucket, key)?;
-        self.info_of(&file, bucket, key)
+        let (file, st) = self.open_file(bucket, key)?;
+        Ok(self.info_of(&file, &st, bucket, key))
     }
 
     fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
-        self.bucket_fd(bucket)?;
-        let file = self.open_file(bucket, key)?;
-        let info = self.info_of(&file, bucket, key)?;
+        let (file, st) = self.open_file(bucket, key)?;
+        let info = self.info_of(&file, &st, bucket, key);
         Ok(ObjectReader {
             info,
             body: Box::new(file),
@@ -438,8 +453,7 @@ impl Backend for LocalBackend {
         info: &ObjectInfo,
         meta: &ObjectMeta,
     ) -> Result<()> {
-        let file = self.open_file(bucket, key)?;
-        let st = rfs::fstat(&file).map_err(errno)?;
+        let (file, st) = self.open_file(bucket, key)?;
         if st.st_size as u64 != info.size || to_system_time(&st) != info.mtime {
             return Ok(()); // changed again meanwhile: the record would be stale at once
         }
@@ -455,9 +469,8 @@ impl Backend for LocalBackend {
         src: (&str, &str),
         dst: (&str, &str),
     ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
-        self.bucket_fd(src.0)?;
-        let source = self.open_file(src.0, src.1)?;
-        let info = self.info_of(&source, src.0, src.1)?;
+        let (source, st) = self.open_file(src.0, src.1)?;
+        let info = self.info_of(&source, &st, src.0, src.1);
         let mut writer = LocalWriter::create(self, dst.0, dst.1)?;
         copy_on_disk(&source, writer.file.file_mut(), info.size)?;
         Ok((info, Box::new(writer)))

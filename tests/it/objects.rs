@@ -69,6 +69,17 @@ fn metadata_over_2kb_is_refused() {
 }
 
 #[test]
+fn metadata_records_longer_than_a_kib_come_back_whole() {
+    let (_d, s) = server();
+    let long = "w".repeat(1900);
+    let r = s.put_with("bkt", "k", b"x", &[("x-amz-meta-long", &long)]);
+    assert_eq!(r.status, 200);
+    let h = s.head("bkt", "k");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("x-amz-meta-long"), Some(long.as_str()));
+}
+
+#[test]
 fn content_md5_is_verified_before_commit() {
     let (_d, s) = server();
     let good = s3serve::util::base64(&s3serve::util::unhex(&md5_hex(b"abc")).unwrap());

@@ -6,105 +6,39 @@
 //!   MODE: get (keep-alive GETs), churn (a new connection per GET), put (keep-alive PUTs of
 //!   --bytes each), getonce (one GET per stream, for big objects), putonce (one PUT per stream)
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
+// The HTTP client of s3bench; this tool needs no answer headers beyond the framing.
+#[path = "s3bench/http.rs"]
+#[allow(dead_code)]
+mod http;
+
+use http::Conn;
 
 const BUF: usize = 1 << 20;
 
-impl Conn {
-    fn open(addr: &str) -> io::Result<Conn> {
-        let s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
-        Ok(Conn {
-            s,
-            buf: vec![0; BUF],
-            start: 0,
-            end: 0,
-        })
+/// Sends one unsigned request and reads the whole answer; returns (status, body bytes, close).
+fn request(
+    c: &mut Conn,
+    method: &str,
+    path: &str,
+    body: u64,
+    chunk: &[u8],
+) -> io::Result<(u16, u64, bool)> {
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {body}\r\n\r\n");
+    c.send(head.as_bytes())?;
+    let mut left = body;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        c.send(&chunk[..n])?;
+        left -= n as u64;
     }
-
-    /// Sends one request and reads the whole answer; returns (status, body bytes, close).
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: u64,
-        chunk: &[u8],
-    ) -> io::Result<(u16, u64, bool)> {
-        let head =
-            format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {body}\r\n\r\n");
-        if body == 0 {
-            self.s.write_all(head.as_bytes())?;
-        } else {
-            self.s.write_all(head.as_bytes())?;
-            let mut left = body;
-            while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                self.s.write_all(&chunk[..n])?;
-                left -= n as u64;
-            }
-        }
-        // The head of the answer.
-        let head_end = loop {
-            if let Some(i) = self.buf[self.start..self.end]
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-            {
-                break self.start + i + 4;
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let n = self.s.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.end += n;
-        };
-        let text = String::from_utf8_lossy(&self.buf[self.start..head_end]).to_string();
-        self.start = head_end;
-        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mut len = 0u64;
-        let mut close = false;
-        for line in text.lines() {
-            let l = line.to_ascii_lowercase();
-            if let Some(v) = l.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-            if l.starts_with("connection:") && l.contains("close") {
-                close = true;
-            }
-        }
-        let mut left = len;
-        let have = ((self.end - self.start) as u64).min(left);
-        self.start += have as usize;
-        left -= have;
-        while left > 0 {
-            let want = left.min(BUF as u64) as usize;
-            let n = self.s.read(&mut self.buf[..want])?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            left -= n as u64;
-        }
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        Ok((status, len, close))
-    }
+    let a = c.read_head()?;
+    let len = c.read_body(&a, method == "HEAD", &mut |_| Ok(()))?;
+    Ok((a.status, len, a.close))
 }
 
 fn main() {
@@ -162,7 +96,7 @@ fn main() {
                     } else {
                         ("GET", 0)
                     };
-                    match c.request(method, &path, body, &chunk) {
+                    match request(c, method, &path, body, &chunk) {
                         Ok((status, n, close)) if status < 300 => {
                             reqs.fetch_add(1, Ordering::Relaxed);
                             moved.fetch_add(n + body, Ordering::Relaxed);

@@ -86,7 +86,6 @@ pub struct ObjectInfo {
     pub meta: Option<ObjectMeta>,
 }
 
-/// One entry of a directory listing.
 /// A directory's identity and modification time: equal stamps mean the same entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirStamp {
@@ -96,6 +95,7 @@ pub struct DirStamp {
     pub mtime_nsec: u64,
 }
 
+/// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirEntry {
     pub name: String,

@@ -81,8 +81,12 @@ static PIPELINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 
 impl Pipelines {
     fn enter() -> Option<Pipelines> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let most = cores.saturating_sub(1).max(1);
+        // Asked once: the answer reads cgroup files.
+        static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let most = *MOST.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.saturating_sub(1).max(1)
+        });
         let ordering = std::sync::atomic::Ordering::AcqRel;
         PIPELINES
             .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |n| {

@@ -255,6 +255,42 @@ def test_complete_with_subset_of_parts(s3, bucket, bpath):
     assert files_under(bpath) == ["k"]
 
 
+def test_parts_of_one_size_complete_without_a_copy(s3, data_dir, bucket, bpath):
+    """Parts of one size are written in place into the upload's data file, and completion
+    links that file as the object instead of copying it: the object has the data file's inode."""
+    parts = [os.urandom(P5), os.urandom(P5), os.urandom(MiB + 5)]
+    uid = create(s3, bucket, "in/place")
+    etags = {n: upload(s3, bucket, "in/place", uid, n, parts[n - 1]) for n in (2, 3, 1)}
+    data_file = data_dir / ".s3serve" / "uploads" / uid / "data"
+    assert data_file.stat().st_size == sum(map(len, parts))
+    inode = data_file.stat().st_ino
+    r = complete(s3, bucket, "in/place", uid, sorted(etags.items()))
+    assert r["ETag"] == mp_etag(parts)
+    assert_object(s3, bpath, bucket, "in/place", b"".join(parts), mp_etag(parts))
+    st = (bpath / "in" / "place").stat()
+    assert (st.st_ino, st.st_nlink) == (inode, 1)
+    assert sorted(p.name for p in (data_dir / ".s3serve" / "uploads" / uid).iterdir()) == ["done", "manifest"]
+    # A retried Complete still gets the same answer.
+    assert complete(s3, bucket, "in/place", uid, sorted(etags.items()))["ETag"] == mp_etag(parts)
+
+
+def test_boto3_parallel_upload_with_a_replaced_part(s3, bucket, bpath, tmp_path):
+    """Ten parts in flight at once (part places are taken concurrently), then a part
+    re-uploaded with other bytes: the object holds the newest bytes of every part."""
+    data = os.urandom(70 * MiB + 99)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=10)
+    s3.upload_file(str(src), bucket, "par.bin", Config=cfg)
+    assert_object(s3, bpath, bucket, "par.bin", data, mp_etag(chunks(data, 8 * MiB)))
+    parts = chunks(data, 8 * MiB)
+    uid, etags = start_upload(s3, bucket, "rep.bin", parts[:3])
+    parts[1] = os.urandom(8 * MiB)
+    etags[1] = upload(s3, bucket, "rep.bin", uid, 2, parts[1])
+    complete(s3, bucket, "rep.bin", uid, list(enumerate(etags, 1)))
+    assert_object(s3, bpath, bucket, "rep.bin", b"".join(parts[:3]), mp_etag(parts[:3]))
+
+
 def test_retried_complete_returns_same_result(s3, bucket, bpath):
     parts = [os.urandom(P5), b"again"]
     uid, etags = start_upload(s3, bucket, "k", parts)

@@ -75,7 +75,7 @@ impl LocalBackend {
                 private.join("meta").display()
             );
         }
-        let uploads = LocalUploads::open(root)?;
+        let uploads = LocalUploads::open(root, perms.file)?;
         Ok(LocalBackend {
             root: root.to_path_buf(),
             root_fd,
@@ -536,32 +536,22 @@ fn copy_on_disk(src: &File, dst: &mut File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Appends `len` bytes of `src` (from its start) at `dst`'s position, in the kernel where the
-/// filesystem allows (`copy_file_range`, which also shares extents on btrfs and XFS).
-pub(crate) fn append_on_disk(src: &File, dst: &mut File, len: u64) -> io::Result<()> {
-    let mut offset = 0u64;
-    while offset < len {
-        let chunk = (len - offset).min(1 << 30) as usize;
+/// Appends `len` bytes of `src` from offset `from` at `dst`'s position, in the kernel where
+/// the filesystem allows (`copy_file_range`, which also shares extents on btrfs and XFS).
+pub(crate) fn append_on_disk(src: &File, from: u64, dst: &mut File, len: u64) -> io::Result<()> {
+    let shrank = || io::Error::new(io::ErrorKind::UnexpectedEof, "source shrank during copy");
+    let end = from + len;
+    let mut offset = from;
+    while offset < end {
+        let chunk = (end - offset).min(1 << 30) as usize;
         match rfs::copy_file_range(src, Some(&mut offset), &*dst, None, chunk) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "source shrank during copy",
-                ))
-            }
+            Ok(0) => return Err(shrank()),
             Ok(_) => {}
-            Err(_) if offset == 0 => {
+            Err(_) if offset == from => {
                 let mut reader = src.try_clone()?;
-                reader.seek(SeekFrom::Start(0))?;
+                reader.seek(SeekFrom::Start(from))?;
                 let n = io::copy(&mut reader.take(len), dst)?;
-                return if n == len {
-                    Ok(())
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "source shrank during copy",
-                    ))
-                };
+                return if n == len { Ok(()) } else { Err(shrank()) };
             }
             Err(e) => return Err(errno(e)),
         }
@@ -652,10 +642,15 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl DurableFile {
     pub(super) fn new(file: File) -> DurableFile {
+        DurableFile::at(file, 0)
+    }
+
+    /// A file positioned at `offset`, where this write begins.
+    pub(super) fn at(file: File, offset: u64) -> DurableFile {
         DurableFile {
             file,
-            written: 0,
-            started: 0,
+            written: offset,
+            started: offset,
         }
     }
 
@@ -729,6 +724,23 @@ impl ObjectWriter for LocalWriter<'_> {
 
     fn file(&mut self) -> Option<&mut File> {
         Some(self.file.file_mut())
+    }
+
+    /// Takes `file` (at `path`, already durable) as the object's bytes: a hard link to it
+    /// replaces the temporary file, so a crash before the commit leaves `path` as it was.
+    fn adopt(&mut self, file: File, path: &Path) -> io::Result<bool> {
+        let link = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
+        if rfs::linkat(rfs::CWD, path, &self.dir, link.as_str(), AtFlags::empty()).is_err() {
+            return Ok(false); // no hard links here, or another filesystem: copy instead
+        }
+        if let Err(e) = rfs::renameat(&self.dir, link.as_str(), &self.dir, self.temp.as_str()) {
+            let _ = rfs::unlinkat(&self.dir, link.as_str(), AtFlags::empty());
+            return Err(errno(e));
+        }
+        // Written when its parts arrived; the object is made now, as a copy would be.
+        file.set_modified(SystemTime::now())?;
+        self.file = DurableFile::new(file);
+        Ok(true)
     }
 }
 

@@ -111,6 +111,12 @@ pub trait ObjectWriter: Write + Send {
     fn file(&mut self) -> Option<&mut std::fs::File> {
         None
     }
+
+    /// Makes `file`, found at `path`, the object's bytes in place of what was written, if the
+    /// backend can do so without copying; false when it cannot.
+    fn adopt(&mut self, _file: std::fs::File, _path: &std::path::Path) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A seekable object body.

@@ -189,10 +189,20 @@ fn check_limit(len: u64, limit: u64) -> Result<(), S3Error> {
     Ok(())
 }
 
+/// Writers refuse bytes past a declared length with InvalidInput: the body was longer than
+/// it said.
 fn write_body(writer: &mut dyn Write, data: &[u8]) -> Result<(), S3Error> {
-    writer
-        .write_all(data)
-        .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))
+    writer.write_all(data).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => length_mismatch(),
+        _ => S3Error::from(crate::backend::BackendError::from(e)),
+    })
+}
+
+fn length_mismatch() -> S3Error {
+    S3Error::new(
+        Code::IncompleteBody,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    )
 }
 
 /// A body read error is the client's doing (a truncated or malformed body), unless the
@@ -239,10 +249,7 @@ pub fn verify_digests(
 
 fn check_length(declared: Option<u64>, got: u64) -> Result<(), S3Error> {
     match declared {
-        Some(len) if len != got => Err(S3Error::new(
-            Code::IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-        )),
+        Some(len) if len != got => Err(length_mismatch()),
         _ => Ok(()),
     }
 }

@@ -307,6 +307,7 @@ mod tests {
             size,
             mtime: UNIX_EPOCH,
             checksum: None,
+            offset: None,
         }
     }
 

@@ -180,7 +180,7 @@ pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
     rq.check_key()?;
     let number = part_number(rq)?;
     let info = upload(ctx, rq)?;
-    let mut writer = uploads(ctx)?.part_writer(&info.id, number)?;
+    let mut writer = uploads(ctx)?.part_writer(&info.id, number, rq.content_length)?;
     let digests = receive(ctx, rq, &mut writer, MAX_PUT_SIZE, true, upload_alg(&info))?;
     let (md5, ck) = commit_part(writer, &digests, &info)?;
     let mut resp = Response::empty(200).header("ETag", quote(&md5));
@@ -247,7 +247,7 @@ pub fn upload_part_copy(ctx: &Ctx, rq: &mut Request) -> OpResult {
     src.body
         .seek(SeekFrom::Start(offset))
         .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
-    let mut writer = uploads(ctx)?.part_writer(&info.id, number)?;
+    let mut writer = uploads(ctx)?.part_writer(&info.id, number, Some(len))?;
     let hashes = crate::vfs::Hashes::new(true, false, false).with_checksum(upload_alg(&info));
     let digests = put::stream_body(&mut src.body.take(len), &mut writer, hashes, MAX_PUT_SIZE)?;
     if digests.len != len {

@@ -1,77 +1,24 @@
-//! Multipart upload storage. In the local backend an upload is a directory
-//! `.s3serve/uploads/<id>/` holding a manifest (bucket, key, start time, the object's future
-//! metadata) and one file per part named `part-<number>-<md5>`, so a part's bytes and its ETag
-//! appear together in one rename. Nothing is kept in memory: uploads survive restarts and any
-//! instance sharing the filesystem can continue them. Completion appends the parts to the
-//! object's temporary file with `copy_file_range`, then marks the upload done (keeping its
-//! result, so a retried Complete gets the same answer) and drops the parts.
+//! An upload is the directory `.s3serve/uploads/<id>/`: its `manifest`, its parts' records,
+//! and once completed a `done` file holding the object's ETag. A part written to a file of its
+//! own is the file `part-<number>-<md5>`; `slots` covers parts written in place.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{self as rfs, FlockOperation};
 
-use super::local::DurableFile;
-use super::local::TEMP_PREFIX;
-use super::meta::{parse_lines, push_line};
-use super::{BackendError, ErrorKind, ObjectMeta, ObjectWriter, Result};
-
-/// An upload as recorded in its manifest.
-#[derive(Debug, Clone)]
-pub struct UploadInfo {
-    pub id: String,
-    pub bucket: String,
-    pub key: String,
-    pub initiated: SystemTime,
-    pub meta: ObjectMeta,
-    /// Set once completed: the ETag of the object it produced.
-    pub done_etag: Option<String>,
-}
-
-/// One stored part.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartInfo {
-    pub number: u32,
-    /// Lower-case hex MD5 of the part.
-    pub etag: String,
-    pub size: u64,
-    pub mtime: SystemTime,
-    /// The part's flexible checksum: algorithm name and base64 value.
-    pub checksum: Option<(String, String)>,
-}
-
-/// A part being written; dropping it without `commit` discards it.
-pub trait PartWriter: Write + Send {
-    /// Makes the part visible with its MD5 and, if one was computed, its checksum.
-    fn commit(self: Box<Self>, md5_hex: &str, checksum: Option<(&str, &str)>) -> Result<()>;
-}
-
-/// Where multipart uploads live while they are in progress.
-pub trait Uploads: Send + Sync {
-    fn create(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String>;
-    /// The upload's manifest; NoSuchUpload when unknown.
-    fn info(&self, id: &str) -> Result<UploadInfo>;
-    /// Uploads in progress (not completed) for `bucket`.
-    fn list(&self, bucket: &str) -> Result<Vec<UploadInfo>>;
-    fn part_writer(&self, id: &str, number: u32) -> Result<Box<dyn PartWriter + '_>>;
-    /// Stored parts, by part number.
-    fn parts(&self, id: &str) -> Result<Vec<PartInfo>>;
-    /// Appends the given parts, in order, to `dst`.
-    fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()>;
-    /// Records the result of a completed upload and frees its parts.
-    fn mark_done(&self, id: &str, etag: &str) -> Result<()>;
-    fn abort(&self, id: &str) -> Result<()>;
-    /// Removes pending uploads last touched before `pending`, and completed ones (kept to
-    /// answer retried Completes) finished before `done`; returns how many.
-    fn expire(&self, pending: Option<SystemTime>, done: SystemTime) -> usize;
-    /// Uploads in progress in every bucket.
-    fn count(&self) -> usize;
-}
+use super::slots::{self, DATA};
+use super::{PartInfo, PartWriter, UploadInfo, Uploads};
+use crate::backend::local::{DurableFile, TEMP_PREFIX};
+use crate::backend::meta::{parse_lines, push_line};
+use crate::backend::{BackendError, ErrorKind, ObjectMeta, ObjectWriter, Result};
 
 pub struct LocalUploads {
     dir: PathBuf,
+    /// Mode for the shared part file, which may become an object.
+    file_mode: u32,
 }
 
 fn no_upload() -> BackendError {
@@ -89,17 +36,30 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
 }
 
-fn part_name(number: u32, md5: &str) -> String {
+/// A part's record: `part-…` is the part's own file, `slot-…` a place in `DATA`.
+pub(super) fn part_name(number: u32, md5: &str) -> String {
     format!("part-{number:05}-{md5}")
 }
 
-fn parse_part_name(name: &str) -> Option<(u32, &str)> {
-    let rest = name.strip_prefix("part-")?;
+pub(super) fn slot_name(number: u32, md5: &str) -> String {
+    format!("slot-{number:05}-{md5}")
+}
+
+pub(super) fn claim_name(number: u32) -> String {
+    format!("claim-{number:05}")
+}
+
+/// Number, MD5 and whether it is a slot, for a part's record name.
+fn parse_part_name(name: &str) -> Option<(u32, &str, bool)> {
+    let (slot, rest) = match name.strip_prefix("part-") {
+        Some(rest) => (false, rest),
+        None => (true, name.strip_prefix("slot-")?),
+    };
     let (n, md5) = rest.split_once('-')?;
     if !md5.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None; // a part's checksum file, `<part>.ck`
+        return None; // a part's checksum file, `<record>.ck`
     }
-    Some((n.parse().ok()?, md5))
+    Some((n.parse().ok()?, md5, slot))
 }
 
 /// The checksum stored beside a part, `ALG TAB base64`.
@@ -110,10 +70,12 @@ fn read_part_checksum(path: &Path) -> Option<(String, String)> {
 }
 
 impl LocalUploads {
-    pub fn open(root: &Path) -> Result<LocalUploads> {
-        let dir = root.join(super::key::HIDDEN_PREFIX).join("uploads");
+    pub fn open(root: &Path, file_mode: u32) -> Result<LocalUploads> {
+        let dir = root
+            .join(crate::backend::key::HIDDEN_PREFIX)
+            .join("uploads");
         fs::create_dir_all(&dir)?;
-        Ok(LocalUploads { dir })
+        Ok(LocalUploads { dir, file_mode })
     }
 
     fn path(&self, id: &str) -> Result<PathBuf> {
@@ -173,7 +135,7 @@ impl LocalUploads {
         for upload in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             for entry in fs::read_dir(upload.path()).into_iter().flatten().flatten() {
                 if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                    && super::local::remove_if_unlocked(&entry.path())
+                    && crate::backend::local::remove_if_unlocked(&entry.path())
                 {
                     removed += 1;
                 }
@@ -183,7 +145,7 @@ impl LocalUploads {
     }
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     format!(
         "{}{}",
         crate::util::unique_token(),
@@ -236,8 +198,16 @@ impl Uploads for LocalUploads {
         Ok(out)
     }
 
-    fn part_writer(&self, id: &str, number: u32) -> Result<Box<dyn PartWriter + '_>> {
+    fn part_writer(
+        &self,
+        id: &str,
+        number: u32,
+        size: Option<u64>,
+    ) -> Result<Box<dyn PartWriter + '_>> {
         let dir = self.pending(id)?;
+        if let Some(writer) = slots::writer(&dir, number, size, self.file_mode)? {
+            return Ok(Box::new(writer));
+        }
         let temp = dir.join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
         let file = fs::OpenOptions::new()
             .write(true)
@@ -249,6 +219,7 @@ impl Uploads for LocalUploads {
             temp,
             file: DurableFile::new(file),
             number,
+            room: size.unwrap_or(u64::MAX),
             committed: false,
         }))
     }
@@ -258,18 +229,27 @@ impl Uploads for LocalUploads {
         let mut parts = Vec::new();
         for entry in fs::read_dir(&dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((number, md5)) = parse_part_name(&name) else {
+            let Some((number, md5, slot)) = parse_part_name(&name) else {
                 continue;
             };
             let Ok(md) = entry.metadata() else { continue };
+            let (offset, size) = if slot {
+                let Some((offset, size)) = slots::read_slot(&entry.path()) else {
+                    continue;
+                };
+                (Some(offset), size)
+            } else {
+                (None, md.len())
+            };
             let mtime = md.modified().unwrap_or(UNIX_EPOCH);
             let checksum = read_part_checksum(&dir.join(format!("{name}.ck")));
             parts.push(PartInfo {
                 number,
                 etag: md5.to_string(),
-                size: md.len(),
+                size,
                 mtime,
                 checksum,
+                offset,
             });
         }
         parts.sort_by_key(|p| (p.number, std::cmp::Reverse(p.mtime)));
@@ -279,18 +259,37 @@ impl Uploads for LocalUploads {
 
     fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()> {
         let dir = self.pending(id)?;
+        if slots::assemble(&dir, parts, dst)? {
+            return Ok(());
+        }
+        let vanished = |number: u32| {
+            BackendError::new(
+                ErrorKind::Io,
+                format!("part {number} vanished during completion"),
+            )
+        };
+        let mut data: Option<File> = None;
         for part in parts {
-            let mut src =
-                File::open(dir.join(part_name(part.number, &part.etag))).map_err(|_| {
-                    BackendError::new(
-                        ErrorKind::Io,
-                        format!("part {} vanished during completion", part.number),
-                    )
-                })?;
-            match dst.file() {
-                Some(file) => super::local::append_on_disk(&src, file, part.size)?,
+            let own;
+            let (src, from) = match part.offset {
+                Some(offset) => {
+                    if data.is_none() {
+                        data = Some(File::open(dir.join(DATA)).map_err(|_| vanished(part.number))?);
+                    }
+                    (data.as_ref().unwrap(), offset)
+                }
                 None => {
-                    let n = io::copy(&mut (&mut src).take(part.size), dst)?;
+                    own = File::open(dir.join(part_name(part.number, &part.etag)))
+                        .map_err(|_| vanished(part.number))?;
+                    (&own, 0)
+                }
+            };
+            match dst.file() {
+                Some(file) => crate::backend::local::append_on_disk(src, from, file, part.size)?,
+                None => {
+                    let mut reader = src.try_clone()?;
+                    reader.seek(SeekFrom::Start(from))?;
+                    let n = io::copy(&mut reader.take(part.size), dst)?;
                     if n != part.size {
                         return Err(BackendError::new(
                             ErrorKind::Io,
@@ -309,7 +308,8 @@ impl Uploads for LocalUploads {
         fs::write(&tmp, etag)?;
         fs::rename(&tmp, dir.join("done"))?;
         for entry in fs::read_dir(&dir)?.flatten() {
-            if parse_part_name(&entry.file_name().to_string_lossy()).is_some() {
+            let name = entry.file_name();
+            if name != "manifest" && name != "done" {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -371,17 +371,63 @@ fn remove_upload_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses bytes past a part's declared length, which would run into the next part's place.
+pub(super) fn take_room(room: &mut u64, len: usize) -> io::Result<()> {
+    *room = room.checked_sub(len as u64).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the part is longer than its declared length",
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes a written part visible: its checksum file first, then its record `name` by renaming
+/// `temp`; then drops older records of the same number, since a re-upload replaces a part.
+pub(super) fn publish(
+    dir: &Path,
+    temp: &Path,
+    number: u32,
+    name: &str,
+    checksum: Option<(&str, &str)>,
+) -> Result<()> {
+    let ck = dir.join(format!("{name}.ck"));
+    match checksum {
+        Some((alg, value)) => {
+            let tmp = dir.join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
+            fs::write(&tmp, format!("{alg}\t{value}\n"))?;
+            fs::rename(&tmp, &ck).map_err(|_| no_upload())?;
+        }
+        None => {
+            let _ = fs::remove_file(&ck);
+        }
+    }
+    fs::rename(temp, dir.join(name)).map_err(|_| no_upload())?;
+    let ours = [part_name(number, ""), slot_name(number, "")];
+    for entry in fs::read_dir(dir)?.flatten() {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if ours.iter().any(|p| n.starts_with(p.as_str())) && !n.starts_with(name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// A part written to a file of its own.
 struct LocalPartWriter {
     dir: PathBuf,
     temp: PathBuf,
     file: DurableFile,
     number: u32,
+    room: u64,
     committed: bool,
 }
 
 impl Write for LocalPartWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        take_room(&mut self.room, buf.len())?;
+        self.file.write_all(buf)?;
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -392,29 +438,8 @@ impl PartWriter for LocalPartWriter {
     fn commit(mut self: Box<Self>, md5_hex: &str, checksum: Option<(&str, &str)>) -> Result<()> {
         self.file.sync_data()?;
         let name = part_name(self.number, md5_hex);
-        let ck = self.dir.join(format!("{name}.ck"));
-        match checksum {
-            Some((alg, value)) => {
-                let tmp = self
-                    .dir
-                    .join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
-                fs::write(&tmp, format!("{alg}\t{value}\n"))?;
-                fs::rename(&tmp, &ck).map_err(|_| no_upload())?;
-            }
-            None => {
-                let _ = fs::remove_file(&ck);
-            }
-        }
-        fs::rename(&self.temp, self.dir.join(&name)).map_err(|_| no_upload())?;
+        publish(&self.dir, &self.temp, self.number, &name, checksum)?;
         self.committed = true;
-        // A re-uploaded part number replaces the earlier bytes.
-        let prefix = format!("part-{:05}-", self.number);
-        for entry in fs::read_dir(&self.dir)?.flatten() {
-            let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&prefix) && n != name && n != format!("{name}.ck") {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
         Ok(())
     }
 }
@@ -434,7 +459,7 @@ mod tests {
     #[test]
     fn expiry_removes_idle_and_forgets_done_uploads() {
         let root = std::env::temp_dir().join(format!("s3serve-up-{}", new_id()));
-        let store = LocalUploads::open(&root).unwrap();
+        let store = LocalUploads::open(&root, 0o644).unwrap();
         let idle = store.create("b", "k1", &ObjectMeta::default()).unwrap();
         let done = store.create("b", "k2", &ObjectMeta::default()).unwrap();
         store.mark_done(&done, "e-1").unwrap();
@@ -453,9 +478,14 @@ mod tests {
     fn part_names_round_trip() {
         let n = part_name(7, "abc");
         assert_eq!(n, "part-00007-abc");
-        assert_eq!(parse_part_name(&n), Some((7, "abc")));
+        assert_eq!(parse_part_name(&n), Some((7, "abc", false)));
+        assert_eq!(
+            parse_part_name(&slot_name(7, "abc")),
+            Some((7, "abc", true))
+        );
         assert_eq!(parse_part_name("manifest"), None);
         assert_eq!(parse_part_name("part-00007-abc.ck"), None);
+        assert_eq!(parse_part_name("claim-00007"), None);
         assert!(valid_id(&new_id()));
         assert!(!valid_id("../../etc"));
     }

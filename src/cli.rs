@@ -21,7 +21,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Kept apart from the parse arms so that a user gets "not supported yet", not "unknown flag".
 #[rustfmt::skip]
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "auth-proxy", "dir-cache-time",
+    "auth-proxy",
     "disable-multipart-streaming", "gid", "htpasswd", "link-perms",
     "metadata-max-objects", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
@@ -59,6 +59,7 @@ Flags:
       --baseurl string        Prefix for URLs - leave blank for root
       --cert string           TLS PEM key (concatenation of certificate and CA certificate)
       --client-ca string      Client certificate authority to verify clients with
+      --dir-cache-time Duration  Time to cache directory entries for (default 5m0s)
       --dir-perms FileMode    Directory permissions (default 777)
       --etag-hash string      Which hash to use for the ETag: MD5, SHA1, SHA256, auto, or blank for off (default \"MD5\")
       --force-path-style      If true use path style access if false use virtual hosted style (default true)
@@ -118,6 +119,7 @@ pub struct Args {
     pub workers: Option<usize>,
     pub multipart_expiry: Duration,
     pub multipart_max_uploads: usize,
+    pub dir_cache_time: Duration,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
@@ -158,6 +160,7 @@ impl Default for Args {
             log_file: None,
             workers: None,
             multipart_expiry: Duration::from_secs(86_400),
+            dir_cache_time: Duration::from_secs(300),
             multipart_max_uploads: 1000,
             cert: None,
             key: None,
@@ -256,6 +259,7 @@ impl Args {
             "--log-file" => self.log_file = Some(PathBuf::from(raw_value(p, flag)?)),
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
             "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
+            "--dir-cache-time" => self.dir_cache_time = typed(p, flag, parse_duration)?,
             "--multipart-max-uploads" => {
                 self.multipart_max_uploads = typed(p, flag, |s| {
                     s.parse::<usize>()
@@ -693,6 +697,9 @@ mod tests {
             (d.multipart_expiry, d.multipart_max_uploads),
             (Duration::from_secs(86_400), 1000)
         );
+        assert_eq!(parse(&[]).unwrap().dir_cache_time, Duration::from_secs(300));
+        let a = parse(&["--dir-cache-time", "0"]).unwrap();
+        assert!(a.dir_cache_time.is_zero());
         let a = parse(&["--multipart-expiry", "1h", "--multipart-max-uploads=0"]).unwrap();
         assert_eq!(
             (a.multipart_expiry, a.multipart_max_uploads),

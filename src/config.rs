@@ -44,6 +44,8 @@ pub struct Config {
     pub multipart_expiry: Option<std::time::Duration>,
     /// Uploads in progress at once; 0 means unlimited.
     pub multipart_max_uploads: usize,
+    /// How long directory listings are reused while their directory is unchanged.
+    pub dir_cache_time: std::time::Duration,
     /// Requests waiting for a worker before new ones without a body get 503 SlowDown.
     pub queue: usize,
     /// `--cert`/`--key`: TCP listeners speak TLS, except those given as `http://`.
@@ -144,6 +146,7 @@ impl Config {
             log_file: a.log_file.clone(),
             workers,
             multipart_expiry: (!a.multipart_expiry.is_zero()).then_some(a.multipart_expiry),
+            dir_cache_time: a.dir_cache_time,
             multipart_max_uploads: a.multipart_max_uploads,
             queue: workers * QUEUE_PER_WORKER,
             tls,
@@ -178,6 +181,7 @@ impl Config {
             log_file: None,
             workers: 4,
             multipart_expiry: Some(std::time::Duration::from_secs(86_400)),
+            dir_cache_time: std::time::Duration::from_secs(300),
             multipart_max_uploads: 1000,
             queue: 32,
             tls: None,

@@ -11,21 +11,26 @@ use crate::ops::headers::quote;
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
+use crate::vfs::dircache::Listing;
 use crate::vfs::Vfs;
+use std::sync::Arc;
 
 /// S3 returns at most this many keys per page, whatever max-keys asks.
 pub const MAX_KEYS: usize = 1000;
 
-#[derive(Debug, PartialEq)]
 enum Item {
-    Key(String),
+    /// A key, and the listing entry it came from.
+    Key(String, Entry),
     Prefix(String),
 }
+
+/// An entry of a directory listing.
+struct Entry(Arc<Listing>, usize);
 
 impl Item {
     fn name(&self) -> &str {
         match self {
-            Item::Key(k) | Item::Prefix(k) => k,
+            Item::Key(k, _) | Item::Prefix(k) => k,
         }
     }
 }
@@ -60,26 +65,17 @@ impl Walk<'_> {
 
     /// Returns false once the page is complete.
     fn walk(&mut self, dir: &str) -> Result<bool, S3Error> {
-        let mut entries = match self.vfs.list_dir(self.bucket, dir) {
-            Ok(e) => e,
+        let listing = match self.vfs.listing(self.bucket, dir) {
+            Ok(l) => l,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(e.into()),
         };
-        let mut named: Vec<(String, bool)> = entries
-            .drain(..)
-            .map(|e| {
-                (
-                    format!("{dir}{}{}", e.name, if e.is_dir { "/" } else { "" }),
-                    e.is_dir,
-                )
-            })
-            .collect();
-        named.sort_unstable();
-        for (name, is_dir) in named {
-            let more = if is_dir {
+        for (i, entry) in listing.entries.iter().enumerate() {
+            let name = format!("{dir}{}", entry.name);
+            let more = if entry.is_dir {
                 self.enter(&name)?
             } else {
-                self.offer(name)
+                self.offer(name, Entry(listing.clone(), i))
             };
             if !more {
                 return Ok(false);
@@ -112,7 +108,7 @@ impl Walk<'_> {
         self.walk(dir)
     }
 
-    fn offer(&mut self, key: String) -> bool {
+    fn offer(&mut self, key: String, entry: Entry) -> bool {
         if !key.starts_with(self.prefix) {
             return true;
         }
@@ -126,7 +122,7 @@ impl Walk<'_> {
             .and_then(|d| Some((d, key[self.prefix.len()..].find(d)?)))
         {
             Some((d, i)) => Item::Prefix(key[..self.prefix.len() + i + d.len()].to_string()),
-            None => Item::Key(key),
+            None => Item::Key(key, entry),
         };
         if let (Item::Prefix(p), Some(Item::Prefix(last))) = (&item, self.items.last()) {
             if p == last {
@@ -247,14 +243,16 @@ fn write_items(
 ) -> usize {
     let mut count = 0;
     for item in items {
-        let Item::Key(k) = item else { continue };
-        let Ok(info) = ctx.vfs.stat(&rq.bucket, k) else {
+        let Item::Key(k, Entry(listing, i)) = item else {
             continue;
-        }; // raced with a delete
+        };
+        let Some(info) = ctx.vfs.brief(&rq.bucket, k, &listing.entries[*i]) else {
+            continue; // raced with a delete
+        };
         w.open("Contents");
         w.elem("Key", &enc(k, url));
         w.elem("LastModified", &util::iso8601(info.mtime));
-        if let Some(etag) = info.meta.as_ref().and_then(|m| m.etag.as_deref()) {
+        if let Some(etag) = info.etag.as_deref() {
             w.elem("ETag", &quote(etag));
         }
         w.elem("Size", &info.size.to_string());

@@ -132,6 +132,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         VfsOptions {
             etag: config.etag,
             cleanup: config.cleanup,
+            dir_cache_time: config.dir_cache_time,
         },
     ));
     let ops = OpsOptions {

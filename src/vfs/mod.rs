@@ -5,17 +5,19 @@
 //! empty-directory cleanup policy. It speaks no S3 and knows no sockets.
 
 pub mod checksum;
+pub mod dircache;
 pub mod hash;
 
 use std::hash::BuildHasher;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::backend::{
     Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
     ObjectReader, ObjectWriter, Result,
 };
+use dircache::{Brief, DirCache, Listed, Listing};
 pub use hash::{Digests, EtagAlg, Hashes};
 
 /// Key locks are striped: enough stripes that unrelated keys rarely wait on each other.
@@ -37,6 +39,8 @@ pub struct Vfs {
     hasher: std::collections::hash_map::RandomState,
     /// Directories seen holding an object file directly, with their stamp at the time.
     holders: Mutex<std::collections::HashMap<(String, String), DirStamp>>,
+    /// Directory listings, for walks of many pages.
+    dirs: DirCache,
 }
 
 /// Past this many remembered directories the memory is cleared.
@@ -48,6 +52,8 @@ pub struct VfsOptions {
     pub etag: EtagAlg,
     /// Remove parent directories left empty by a delete (off with `--no-cleanup`).
     pub cleanup: bool,
+    /// How long listings may be reused while their directory is unchanged.
+    pub dir_cache_time: std::time::Duration,
 }
 
 impl Vfs {
@@ -59,6 +65,7 @@ impl Vfs {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
             holders: Default::default(),
+            dirs: DirCache::new(opts.dir_cache_time),
         }
     }
 
@@ -172,6 +179,33 @@ impl Vfs {
     pub fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         let info = self.backend.stat(bucket, key)?;
         self.with_etag(bucket, key, info)
+    }
+
+    /// The entries of `dir` (ending with `/`, or empty for the bucket) in S3 order, from
+    /// memory while the directory is unchanged (see [`dircache`]).
+    pub fn listing(&self, bucket: &str, dir: &str) -> Result<Arc<Listing>> {
+        let stamp = self.backend.dir_stamp(bucket, dir);
+        if let Some(listing) = stamp.and_then(|s| self.dirs.get(bucket, dir, &s)) {
+            return Ok(listing);
+        }
+        let listing = Arc::new(Listing::new(self.backend.list_dir(bucket, dir)?));
+        if let Some(stamp) = stamp {
+            self.dirs.put(bucket, dir, stamp, &listing);
+        }
+        Ok(listing)
+    }
+
+    /// What a listing shows of `key`, an object file of a [`listing`](Self::listing); None
+    /// once it is gone.
+    pub fn brief<'a>(&self, bucket: &str, key: &str, entry: &'a Listed) -> Option<&'a Brief> {
+        entry.brief(|| {
+            let info = self.stat(bucket, key).ok()?;
+            Some(Brief {
+                size: info.size,
+                mtime: info.mtime,
+                etag: info.meta.and_then(|m| m.etag).map(Into::into),
+            })
+        })
     }
 
     /// Opens an object for reading, with its ETag filled in.

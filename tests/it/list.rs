@@ -3,6 +3,7 @@
 use crate::harness::*;
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::S3Action;
+use std::io::Write;
 use std::time::Duration;
 
 fn anon(dir: &TempDir) -> TestServer {
@@ -195,4 +196,80 @@ fn a_directory_emptied_after_a_listing_is_no_longer_a_common_prefix() {
     std::fs::remove_file(a.join("x")).unwrap();
     let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
     assert!(keys_of(&r.text(), "Prefix")[1..].is_empty(), "{}", r.text());
+}
+
+/// Moves a directory's modification time an hour back, so that its listing may be cached.
+fn settle(path: &std::path::Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(old))
+        .unwrap();
+}
+
+fn list_sizes(s: &TestServer, query: &str) -> (Vec<String>, Vec<String>) {
+    let r = s.raw("GET", &format!("/bk1?list-type=2{query}"), &[], b"");
+    assert_eq!(r.status, 200);
+    (keys_of(&r.text(), "Key"), keys_of(&r.text(), "Size"))
+}
+
+#[test]
+fn cached_listings_follow_every_write_through_s3() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/d/a", &[], b"1");
+    s.raw("PUT", "/bk1/d/b", &[], b"22");
+    let settle_all = || {
+        settle(&dir.0.join("bk1/d"));
+        settle(&dir.0.join("bk1"));
+    };
+    settle_all();
+    assert_eq!(
+        list_sizes(&s, ""),
+        (
+            vec!["d/a".into(), "d/b".into()],
+            vec!["1".into(), "2".into()]
+        )
+    );
+    // Each listing below would come from memory if writes did not move the directory's stamp.
+    s.raw("PUT", "/bk1/d/c", &[], b"333");
+    assert_eq!(list_sizes(&s, "").0, ["d/a", "d/b", "d/c"]);
+    settle_all();
+    list_sizes(&s, "");
+    s.raw("PUT", "/bk1/d/a", &[], b"4444");
+    assert_eq!(list_sizes(&s, "").1, ["4", "2", "3"]);
+    settle_all();
+    list_sizes(&s, "&max-keys=1");
+    assert_eq!(s.raw("DELETE", "/bk1/d/b", &[], b"").status, 204);
+    assert_eq!(list_sizes(&s, "").0, ["d/a", "d/c"]);
+    assert_eq!(list_sizes(&s, "&start-after=d/a").0, ["d/c"]);
+}
+
+#[test]
+fn a_file_changed_in_place_shows_in_listings_after_the_dir_cache_time() {
+    for (cache_time, seen_at_once) in [(Duration::from_secs(300), false), (Duration::ZERO, true)] {
+        let dir = TempDir::new();
+        let d = dir.0.join("bk1/d");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), b"1").unwrap();
+        settle(&d);
+        settle(&dir.0.join("bk1"));
+        let mut c =
+            s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+        c.dir_cache_time = cache_time;
+        let s = start(c);
+        assert_eq!(list_sizes(&s, "").1, ["1"]);
+        // Behind our back and in place: the directory's stamp does not move.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("f"))
+            .unwrap()
+            .write_all(b"2")
+            .unwrap();
+        let want = if seen_at_once { "2" } else { "1" };
+        assert_eq!(list_sizes(&s, "").1, [want], "cache time {cache_time:?}");
+        // GET and HEAD read the file itself.
+        assert_eq!(s.raw("GET", "/bk1/d/f", &[], b"").body, b"12");
+    }
 }

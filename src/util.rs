@@ -164,8 +164,17 @@ fn split_time(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
 
 /// `2009-10-12T17:50:30.000Z`, the XML timestamp form.
 pub fn iso8601(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, ms) = split_time(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    Iso8601(t).to_string()
+}
+
+/// A time shown as `2013-05-24T00:00:00.000Z`, written where it goes without a String.
+pub struct Iso8601(pub SystemTime);
+
+impl std::fmt::Display for Iso8601 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (y, mo, d, h, mi, s, ms) = split_time(self.0);
+        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    }
 }
 
 /// `20130524T000000Z`, the SigV4 basic form.

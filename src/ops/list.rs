@@ -11,8 +11,9 @@ use crate::ops::headers::quote;
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
-use crate::vfs::dircache::Listing;
+use crate::vfs::dircache::{Brief, Listing};
 use crate::vfs::Vfs;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// S3 returns at most this many keys per page, whatever max-keys asks.
@@ -70,7 +71,15 @@ impl Walk<'_> {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(e.into()),
         };
-        for (i, entry) in listing.entries.iter().enumerate() {
+        // Entries before the marker are passed over by a binary search, not one by one: the
+        // entries are sorted, and the one directory the marker may lie in is the last of them.
+        let start = match self.after.and_then(|a| a.strip_prefix(dir)) {
+            Some(rest) => listing.entries.partition_point(|e| {
+                e.name.as_str() < rest && !(e.is_dir && rest.starts_with(e.name.as_str()))
+            }),
+            None => 0,
+        };
+        for (i, entry) in listing.entries.iter().enumerate().skip(start) {
             let name = format!("{dir}{}", entry.name);
             let more = if entry.is_dir {
                 self.enter(&name)?
@@ -224,53 +233,63 @@ fn run_walk(
     Ok((walk.items, walk.truncated))
 }
 
-fn enc(s: &str, url: bool) -> String {
+fn enc(s: &str, url: bool) -> Cow<'_, str> {
     if url {
-        util::uri_encode(s, true)
+        util::uri_encode(s, true).into()
     } else {
-        s.to_string()
+        s.into()
     }
 }
 
-/// Writes Contents and CommonPrefixes; returns how many were written.
+/// What the listing shows of each key of the page (None: gone since the walk), read before
+/// the document is written so that its head can give the count.
+fn briefs<'a>(ctx: &Ctx, rq: &Request, items: &'a [Item]) -> Vec<Option<&'a Brief>> {
+    items
+        .iter()
+        .map(|item| match item {
+            Item::Key(k, Entry(listing, i)) => ctx.vfs.brief(&rq.bucket, k, &listing.entries[*i]),
+            Item::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// A writer with room for the page.
+fn page_writer(items: &[Item]) -> XmlWriter {
+    XmlWriter::with_capacity(1024 + items.len() * 320)
+}
+
+/// Writes Contents and CommonPrefixes.
 fn write_items(
     w: &mut XmlWriter,
     ctx: &Ctx,
-    rq: &Request,
     items: &[Item],
+    briefs: &[Option<&Brief>],
     url: bool,
     with_owner: bool,
-) -> usize {
-    let mut count = 0;
-    for item in items {
-        let Item::Key(k, Entry(listing, i)) = item else {
+) {
+    for (item, brief) in items.iter().zip(briefs) {
+        let (Item::Key(k, _), Some(info)) = (item, brief) else {
             continue;
-        };
-        let Some(info) = ctx.vfs.brief(&rq.bucket, k, &listing.entries[*i]) else {
-            continue; // raced with a delete
         };
         w.open("Contents");
         w.elem("Key", &enc(k, url));
-        w.elem("LastModified", &util::iso8601(info.mtime));
+        w.elem_display("LastModified", util::Iso8601(info.mtime));
         if let Some(etag) = info.etag.as_deref() {
             w.elem("ETag", &quote(etag));
         }
-        w.elem("Size", &info.size.to_string());
+        w.elem_display("Size", info.size);
         if with_owner {
             owner(w, &ctx.opts.owner);
         }
         w.elem("StorageClass", "STANDARD");
         w.close("Contents");
-        count += 1;
     }
     for item in items {
         let Item::Prefix(p) = item else { continue };
         w.open("CommonPrefixes");
         w.elem("Prefix", &enc(p, url));
         w.close("CommonPrefixes");
-        count += 1;
     }
-    count
 }
 
 fn write_common(w: &mut XmlWriter, rq: &Request, p: &Params) {
@@ -279,7 +298,7 @@ fn write_common(w: &mut XmlWriter, rq: &Request, p: &Params) {
     if let Some(d) = p.delimiter {
         w.elem("Delimiter", &enc(d, p.url));
     }
-    w.elem("MaxKeys", &p.max.to_string());
+    w.elem_display("MaxKeys", p.max);
     if p.url {
         w.elem("EncodingType", "url");
     }
@@ -294,13 +313,17 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let start_after = rq.query.get("start-after").filter(|s| !s.is_empty());
     let after = token.as_deref().or(start_after);
     let (items, truncated) = run_walk(ctx, rq, &p, after)?;
-    let mut w = XmlWriter::new();
+    let briefs = briefs(ctx, rq, &items);
+    let count = briefs.iter().flatten().count()
+        + items
+            .iter()
+            .filter(|i| matches!(i, Item::Prefix(_)))
+            .count();
+    let mut w = page_writer(&items);
     w.root("ListBucketResult");
     write_common(&mut w, rq, &p);
     let with_owner = rq.query.get("fetch-owner") == Some("true");
-    let mut body = XmlWriter::new();
-    let count = write_items(&mut body, ctx, rq, &items, p.url, with_owner);
-    w.elem("KeyCount", &count.to_string());
+    w.elem_display("KeyCount", count);
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
     if let Some(t) = rq.query.get("continuation-token") {
         w.elem("ContinuationToken", t);
@@ -316,14 +339,17 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     if let Some(s) = start_after {
         w.elem("StartAfter", &enc(s, p.url));
     }
-    Ok(Response::xml(200, splice(w, body, "ListBucketResult")))
+    write_items(&mut w, ctx, &items, &briefs, p.url, with_owner);
+    w.close("ListBucketResult");
+    Ok(Response::xml(200, w.finish()))
 }
 
 pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let p = params(rq)?;
     let marker = rq.query.get("marker").filter(|m| !m.is_empty());
     let (items, truncated) = run_walk(ctx, rq, &p, marker)?;
-    let mut w = XmlWriter::new();
+    let briefs = briefs(ctx, rq, &items);
+    let mut w = page_writer(&items);
     w.root("ListBucketResult");
     write_common(&mut w, rq, &p);
     w.elem("Marker", &enc(marker.unwrap_or(""), p.url));
@@ -333,19 +359,9 @@ pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
             w.elem("NextMarker", &enc(last.name(), p.url));
         }
     }
-    let mut body = XmlWriter::new();
-    write_items(&mut body, ctx, rq, &items, p.url, true);
-    Ok(Response::xml(200, splice(w, body, "ListBucketResult")))
-}
-
-/// Appends the entries written into `body` (without its XML declaration) to `head`.
-fn splice(head: XmlWriter, body: XmlWriter, root: &str) -> Vec<u8> {
-    let mut out = head.finish();
-    let body = body.finish();
-    let decl_end = body.iter().position(|&c| c == b'>').map_or(0, |i| i + 1);
-    out.extend_from_slice(&body[decl_end..]);
-    out.extend_from_slice(format!("</{root}>").as_bytes());
-    out
+    write_items(&mut w, ctx, &items, &briefs, p.url, true);
+    w.close("ListBucketResult");
+    Ok(Response::xml(200, w.finish()))
 }
 
 fn decode_token(t: &str) -> Result<String, S3Error> {

@@ -1,10 +1,9 @@
-//! XML in and out. Responses are written with [`XmlWriter`], a thin layer over quick-xml that
-//! escapes text and always starts with the XML declaration. Request bodies are read with
+//! XML in and out. Responses are written with [`XmlWriter`], which appends straight to one
+//! buffer, escapes text and always starts with the XML declaration. Request bodies are read with
 //! quick-xml events by [`parse_elements`], which rejects oversized bodies before parsing and
 //! ignores elements it does not know (newer SDKs add fields).
 
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::Writer;
+use quick_xml::events::Event;
 use std::io::Read;
 
 use crate::ops::error::{Code, S3Error};
@@ -19,7 +18,7 @@ pub const MAX_XML_BODY: u64 = 2 * 1024 * 1024;
 pub const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
 pub struct XmlWriter {
-    w: Writer<Vec<u8>>,
+    buf: Vec<u8>,
 }
 
 impl Default for XmlWriter {
@@ -30,63 +29,87 @@ impl Default for XmlWriter {
 
 impl XmlWriter {
     pub fn new() -> XmlWriter {
-        let mut w = Writer::new(Vec::with_capacity(512));
-        let decl = BytesDecl::new("1.0", Some("UTF-8"), None);
-        // Writing into a Vec cannot fail.
-        let _ = w.write_event(Event::Decl(decl));
-        XmlWriter { w }
+        XmlWriter::with_capacity(512)
+    }
+
+    /// A writer with room for a document of about `bytes`.
+    pub fn with_capacity(bytes: usize) -> XmlWriter {
+        let mut buf = Vec::with_capacity(bytes.max(XML_DECL.len()));
+        buf.extend_from_slice(XML_DECL.as_bytes());
+        XmlWriter { buf }
     }
 
     /// Opens the document's root element with the S3 namespace.
     pub fn root(&mut self, name: &str) {
-        let start = BytesStart::new(name).with_attributes([("xmlns", S3_NS)]);
-        let _ = self.w.write_event(Event::Start(start));
+        self.tag(b"<", name, b" xmlns=\"");
+        self.buf.extend_from_slice(S3_NS.as_bytes());
+        self.buf.extend_from_slice(b"\">");
     }
 
     pub fn open(&mut self, name: &str) {
-        let _ = self.w.write_event(Event::Start(BytesStart::new(name)));
+        self.tag(b"<", name, b">");
     }
 
     pub fn close(&mut self, name: &str) {
-        let _ = self.w.write_event(Event::End(BytesEnd::new(name)));
+        self.tag(b"</", name, b">");
     }
 
-    /// Writes `<name>text</name>`. Characters XML 1.0 cannot carry at all (NUL and other
-    /// C0 controls) are percent-encoded, so a hostile key never makes a body unparsable.
+    /// Writes `<name>text</name>`.
     pub fn elem(&mut self, name: &str, text: &str) {
         self.open(name);
-        let text = xml_safe(text);
-        let _ = self.w.write_event(Event::Text(BytesText::new(&text)));
+        self.text(text);
         self.close(name);
     }
 
+    /// Writes `<name>value</name>` for a value whose text needs no escaping (numbers, dates).
+    pub fn elem_display(&mut self, name: &str, value: impl std::fmt::Display) {
+        use std::io::Write;
+        self.open(name);
+        let _ = write!(self.buf, "{value}"); // writing into a Vec cannot fail
+        self.close(name);
+    }
+
+    fn tag(&mut self, before: &[u8], name: &str, after: &[u8]) {
+        self.buf.extend_from_slice(before);
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(after);
+    }
+
+    /// Escapes the five XML specials. Characters XML 1.0 cannot carry at all (NUL and other C0
+    /// controls but tab, CR and LF) are percent-encoded, so a hostile key never makes a body
+    /// unparsable. Runs without specials are copied whole.
+    fn text(&mut self, text: &str) {
+        let bytes = text.as_bytes();
+        let mut done = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let code: &[u8] = match b {
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'&' => b"&amp;",
+                b'\'' => b"&apos;",
+                b'"' => b"&quot;",
+                b'\t' | b'\n' | b'\r' => continue,
+                0..=0x1f => &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
+                _ => continue,
+            };
+            self.buf.extend_from_slice(&bytes[done..i]);
+            self.buf.extend_from_slice(code);
+            done = i + 1;
+        }
+        self.buf.extend_from_slice(&bytes[done..]);
+    }
+
     pub fn finish(self) -> Vec<u8> {
-        self.w.into_inner()
+        self.buf
     }
 
     /// The document without its XML declaration, to follow one already sent.
     pub fn finish_body(self) -> Vec<u8> {
-        let doc = self.finish();
-        doc[XML_DECL.len()..].to_vec()
+        self.buf[XML_DECL.len()..].to_vec()
     }
 }
 
-fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| c < ' ' && !matches!(c, '\t' | '\n' | '\r');
-    if !text.chars().any(bad) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if bad(c) {
-                format!("%{:02X}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Reads at most [`MAX_XML_BODY`] bytes of a request body; larger bodies are MalformedXML.
 pub fn read_xml_body(body: &mut dyn Read) -> Result<Vec<u8>, S3Error> {
@@ -187,6 +210,24 @@ mod tests {
             s,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><R xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Key>a&lt;b&gt;&amp;&quot;c&quot;</Key></R>"
         );
+    }
+
+    #[test]
+    fn text_is_escaped_as_quick_xml_escapes_it() {
+        for text in [
+            "plain",
+            "a<b>&'\"c'",
+            "<<>>",
+            "é&ü 日本",
+            "",
+            "&amp;",
+            "x\ty\nz\r",
+        ] {
+            let mut w = XmlWriter::new();
+            w.elem("K", text);
+            let want = format!("{XML_DECL}<K>{}</K>", quick_xml::escape::escape(text));
+            assert_eq!(String::from_utf8(w.finish()).unwrap(), want);
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(super) fn writer(
     size: Option<u64>,
     file_mode: u32,
 ) -> Result<Option<SlotWriter>> {
-    let Some(size) = size.filter(|&s| s > 0) else {
+    let Some(size) = size.filter(|&s| s > 0 && number > 0) else {
         return Ok(None);
     };
     let Some(stride) = stride(dir, size)? else {

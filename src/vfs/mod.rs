@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::backend::{
-    Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
-    ObjectReader, ObjectWriter, Result,
+    Backend, BackendError, BucketInfo, DirStamp, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
+    ObjectWriter, Result,
 };
 use dircache::{Brief, DirCache, Listed, Listing};
 pub use hash::{Digests, EtagAlg, Hashes};
@@ -126,10 +126,6 @@ impl Vfs {
                 "The specified bucket does not exist",
             ))
         }
-    }
-
-    pub fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
-        self.backend.list_dir(bucket, dir)
     }
 
     /// Whether directory `dir` (ending with `/`) holds at least one object, at any depth.

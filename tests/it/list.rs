@@ -185,11 +185,7 @@ fn a_directory_emptied_after_a_listing_is_no_longer_a_common_prefix() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::write(a.join("x"), b"1").unwrap();
     // Settled an hour ago, so that the listing remembers that it holds an object.
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::open(&a)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(old))
-        .unwrap();
+    settle(&a);
     let s = anon(&dir);
     let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
     assert_eq!(keys_of(&r.text(), "Prefix")[1..], ["a/"]);

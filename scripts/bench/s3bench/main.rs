@@ -623,25 +623,65 @@ fn get_big(o: &Opts) -> bool {
 }
 
 /// Every `<tag>` text in `xml`.
-fn texts<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+/// Every leaf element as (name, text), in one pass over the document.
+fn leaves(xml: &str) -> Vec<(&str, &str)> {
     let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let Some(j) = after.find(&close) else { break };
-        out.push(&after[..j]);
-        rest = &after[j + close.len()..];
+    let b = xml.as_bytes();
+    let mut at = 0;
+    while let Some(i) = b[at..].iter().position(|&c| c == b'<') {
+        let name = at + i + 1;
+        let Some(n) = b[name..].iter().position(|&c| c == b'>') else {
+            break;
+        };
+        let body = name + n + 1;
+        at = body;
+        if matches!(b.get(name), Some(b'/' | b'?')) {
+            continue;
+        }
+        // Text holds no `<`: a leaf's text runs to its closing tag.
+        let Some(len) = b[body..].iter().position(|&c| c == b'<') else {
+            break;
+        };
+        if b.get(body + len + 1) == Some(&b'/') {
+            out.push((&xml[name..name + n], &xml[body..body + len]));
+        }
+        at = body + len;
     }
     out
 }
 
+/// The texts of every leaf element named `tag`.
+fn texts<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    leaves(xml)
+        .into_iter()
+        .filter_map(|(n, t)| (n == tag).then_some(t))
+        .collect()
+}
+
 fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let (ch, len) = [
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+            ("&apos;", '\''),
+            ("&amp;", '&'),
+        ]
+        .iter()
+        .find(|(e, _)| rest.starts_with(e))
+        .map_or(('&', 1), |(e, c)| (*c, e.len()));
+        out.push(ch);
+        rest = &rest[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn query_encode(s: &str) -> String {
@@ -668,16 +708,17 @@ fn list_page(
         return Err(failed("ListObjectsV2", &path, &g.a, &g.body));
     }
     let xml = String::from_utf8_lossy(&g.body);
-    let keys = texts(&xml, "Key").into_iter().map(xml_unescape).collect();
-    let prefixes = texts(&xml, "Prefix")
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .map(xml_unescape)
-        .collect();
-    let truncated = texts(&xml, "IsTruncated").first() == Some(&"true");
-    let token = texts(&xml, "NextContinuationToken")
-        .first()
-        .map(|t| xml_unescape(t));
+    let (mut keys, mut prefixes) = (Vec::new(), Vec::new());
+    let (mut truncated, mut token) = (false, None);
+    for (name, text) in leaves(&xml) {
+        match name {
+            "Key" => keys.push(xml_unescape(text)),
+            "Prefix" if !text.is_empty() => prefixes.push(xml_unescape(text)),
+            "IsTruncated" => truncated = text == "true",
+            "NextContinuationToken" => token = Some(xml_unescape(text)),
+            _ => {}
+        }
+    }
     Ok((keys, prefixes, if truncated { token } else { None }))
 }
 
@@ -1093,4 +1134,19 @@ fn main() {
         }
     };
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_texts_are_found_and_unescaped() {
+        let xml =
+            "<R><Prefix></Prefix><CommonPrefixes><Prefix>a&amp;b&lt;/</Prefix></CommonPrefixes>\
+                   <PrefixX>no</PrefixX><CommonPrefixes><Prefix>c/</Prefix></CommonPrefixes></R>";
+        let got: Vec<String> = texts(xml, "Prefix").into_iter().map(xml_unescape).collect();
+        assert_eq!(got, ["", "a&b</", "c/"]);
+        assert_eq!(xml_unescape("&quot;&apos;&gt;&x"), "\"'>&x");
+    }
 }

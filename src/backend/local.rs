@@ -16,9 +16,10 @@ use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlag
 
 use super::key::{is_hidden, HIDDEN_PREFIX};
 use super::uploads::{LocalUploads, Uploads};
+use super::watch::Removals;
 use super::{
     Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
-    ObjectReader, ObjectWriter, Result,
+    ObjectReader, ObjectWriter, RemovalWatch, Result, WatchTicket,
 };
 
 const XATTR: &str = "user.s3serve";
@@ -41,6 +42,8 @@ pub struct LocalBackend {
     perms: Perms,
     xattrs: bool,
     uploads: LocalUploads,
+    /// Where the filesystem is local: directories watched for entries leaving.
+    removals: Option<Removals>,
 }
 
 fn resolve() -> ResolveFlags {
@@ -76,12 +79,14 @@ impl LocalBackend {
             );
         }
         let uploads = LocalUploads::open(root, perms.file)?;
+        let removals = Removals::new(&root_fd);
         Ok(LocalBackend {
             root: root.to_path_buf(),
             root_fd,
             perms,
             xattrs,
             uploads,
+            removals,
         })
     }
 
@@ -109,6 +114,18 @@ impl LocalBackend {
                 ),
                 _ => e.into(),
             })
+    }
+
+    /// Opens directory `dir` ("" for the bucket, else ending with `/`); None where it cannot
+    /// be opened as a directory beneath the bucket.
+    fn dir_fd(&self, bucket: &str, dir: &str) -> Result<Option<OwnedFd>> {
+        let bucket_fd = self.bucket_fd(bucket)?;
+        if dir.is_empty() {
+            return Ok(Some(bucket_fd));
+        }
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let path = dir.trim_end_matches('/');
+        Ok(rfs::openat2(&bucket_fd, path, flags, Mode::empty(), resolve()).ok())
     }
 
     /// Opens the directory that holds `key`, creating missing directories when `create`.
@@ -414,23 +431,10 @@ impl Backend for LocalBackend {
     }
 
     fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
-        let fd = if dir.is_empty() {
-            self.bucket_fd(bucket)?
-        } else {
-            let bucket_fd = self.bucket_fd(bucket)?;
-            let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-            match rfs::openat2(
-                &bucket_fd,
-                dir.trim_end_matches('/'),
-                flags,
-                Mode::empty(),
-                resolve(),
-            ) {
-                Ok(fd) => fd,
-                Err(_) => return Ok(Vec::new()),
-            }
-        };
-        read_entries(fd)
+        match self.dir_fd(bucket, dir)? {
+            Some(fd) => read_entries(&fd),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn dir_stamp(&self, bucket: &str, dir: &str) -> Option<DirStamp> {
@@ -464,6 +468,10 @@ impl Backend for LocalBackend {
         Some(&self.uploads)
     }
 
+    fn removals(&self) -> Option<&dyn RemovalWatch> {
+        self.removals.as_ref().map(|_| self as &dyn RemovalWatch)
+    }
+
     fn copy(
         &self,
         src: (&str, &str),
@@ -477,9 +485,34 @@ impl Backend for LocalBackend {
     }
 }
 
-fn read_entries(fd: OwnedFd) -> Result<Vec<DirEntry>> {
+impl RemovalWatch for LocalBackend {
+    fn list_watched(
+        &self,
+        bucket: &str,
+        dir: &str,
+    ) -> Result<(Vec<DirEntry>, Option<WatchTicket>)> {
+        let Some(fd) = self.dir_fd(bucket, dir)? else {
+            return Ok((Vec::new(), None));
+        };
+        // Armed before the entries are read, so no removal falls between the two.
+        let ticket = self.removals.as_ref().and_then(|r| r.arm(&fd));
+        Ok((read_entries(&fd)?, ticket))
+    }
+
+    fn catch_up(&self) {
+        if let Some(r) = &self.removals {
+            r.catch_up();
+        }
+    }
+
+    fn unchanged(&self, ticket: &WatchTicket) -> bool {
+        self.removals.as_ref().is_some_and(|r| r.unchanged(ticket))
+    }
+}
+
+fn read_entries(fd: &OwnedFd) -> Result<Vec<DirEntry>> {
     let mut out = Vec::new();
-    let mut dir = rfs::Dir::read_from(&fd).map_err(errno)?;
+    let mut dir = rfs::Dir::read_from(fd).map_err(errno)?;
     while let Some(entry) = dir.read() {
         let entry = entry.map_err(errno)?;
         let Ok(name) = entry.file_name().to_str() else {
@@ -489,23 +522,22 @@ fn read_entries(fd: OwnedFd) -> Result<Vec<DirEntry>> {
             continue;
         }
         let ft = match entry.file_type() {
-            rfs::FileType::Unknown => match rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            rfs::FileType::Unknown => match rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => rfs::FileType::from_raw_mode(st.st_mode),
                 Err(_) => continue,
             },
             ft => ft,
         };
-        match ft {
-            rfs::FileType::Directory => out.push(DirEntry {
-                name: name.to_string(),
-                is_dir: true,
-            }),
-            rfs::FileType::RegularFile => out.push(DirEntry {
-                name: name.to_string(),
-                is_dir: false,
-            }),
-            _ => {} // symlinks, sockets, devices are not objects
-        }
+        let is_dir = match ft {
+            rfs::FileType::Directory => true,
+            rfs::FileType::RegularFile => false,
+            _ => continue, // symlinks, sockets, devices are not objects
+        };
+        out.push(DirEntry {
+            name: name.to_string(),
+            is_dir,
+            ino: entry.ino(),
+        });
     }
     Ok(out)
 }

@@ -174,10 +174,12 @@ impl Backend for MemoryBackend {
                 Some((d, _)) => DirEntry {
                     name: d.to_string(),
                     is_dir: true,
+                    ino: 0,
                 },
                 None => DirEntry {
                     name: rest.to_string(),
                     is_dir: false,
+                    ino: 0,
                 },
             };
             if out.last() != Some(&entry) {

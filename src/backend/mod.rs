@@ -8,9 +8,12 @@ pub mod local;
 pub mod memory;
 pub mod meta;
 pub mod uploads;
+pub mod watch;
 
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
+
+pub use watch::WatchTicket;
 
 pub use meta::ObjectMeta;
 pub use uploads::{PartInfo, PartWriter, UploadInfo, Uploads};
@@ -95,11 +98,26 @@ pub struct DirStamp {
     pub mtime_nsec: u64,
 }
 
+/// Listings that stay trustworthy until an entry leaves the directory (see [`watch`]).
+pub trait RemovalWatch: Sync {
+    /// Lists `dir` as [`Backend::list_dir`] does, with a ticket that says, once the watch
+    /// has caught up, whether an entry may have left it since.
+    fn list_watched(&self, bucket: &str, dir: &str)
+        -> Result<(Vec<DirEntry>, Option<WatchTicket>)>;
+    /// Takes in every change completed before this call.
+    fn catch_up(&self);
+    /// Whether no entry has left the directory since `ticket` was issued, as of the last
+    /// [`catch_up`](Self::catch_up).
+    fn unchanged(&self, ticket: &WatchTicket) -> bool;
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirEntry {
     pub name: String,
     pub is_dir: bool,
+    /// The inode number where the backend has one, else 0.
+    pub ino: u64,
 }
 
 /// A streaming object write. Dropping it without `commit` discards everything written.
@@ -163,6 +181,11 @@ pub trait Backend: Send + Sync {
     /// `dir` (ending with `/`), cheaper to get than its listing; `None` where there is no
     /// such thing.
     fn dir_stamp(&self, _bucket: &str, _dir: &str) -> Option<DirStamp> {
+        None
+    }
+    /// Where the backend sees every change made to its storage: a way to learn that a
+    /// directory lost an entry without reading it again.
+    fn removals(&self) -> Option<&dyn RemovalWatch> {
         None
     }
     /// Rewrites stored metadata of an unchanged object (e.g. a freshly computed ETag).

@@ -12,7 +12,7 @@ use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::dircache::{Brief, Listing};
-use crate::vfs::Vfs;
+use crate::vfs::{PrefixProbe, Vfs};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -39,6 +39,7 @@ impl Item {
 /// One page request.
 struct Walk<'a> {
     vfs: &'a Vfs,
+    probe: PrefixProbe<'a>,
     bucket: &'a str,
     prefix: &'a str,
     delimiter: Option<&'a str>,
@@ -82,7 +83,7 @@ impl Walk<'_> {
         for (i, entry) in listing.entries.iter().enumerate().skip(start) {
             let name = format!("{dir}{}", entry.name);
             let more = if entry.is_dir {
-                self.enter(&name)?
+                self.enter(&name, entry.ino)?
             } else {
                 self.offer(name, Entry(listing.clone(), i))
             };
@@ -93,7 +94,8 @@ impl Walk<'_> {
         Ok(true)
     }
 
-    fn enter(&mut self, dir: &str) -> Result<bool, S3Error> {
+    /// Enters directory `dir`, whose inode is `ino` (0 where unknown).
+    fn enter(&mut self, dir: &str, ino: u64) -> Result<bool, S3Error> {
         if !(dir.starts_with(self.prefix) || self.prefix.starts_with(dir)) {
             return Ok(true);
         }
@@ -109,7 +111,7 @@ impl Walk<'_> {
             }
         }
         if self.delimiter == Some("/") && dir.starts_with(self.prefix) {
-            if !self.has_object(dir)? {
+            if !self.probe.has_object(self.bucket, dir, ino)? {
                 return Ok(true);
             }
             return Ok(self.push(Item::Prefix(dir.to_string())));
@@ -153,13 +155,6 @@ impl Walk<'_> {
         }
         self.items.push(item);
         true
-    }
-
-    /// Whether a directory holds at least one object.
-    fn has_object(&self, dir: &str) -> Result<bool, S3Error> {
-        self.vfs
-            .dir_has_object(self.bucket, dir)
-            .map_err(S3Error::from)
     }
 }
 
@@ -220,6 +215,7 @@ fn run_walk(
     };
     let mut walk = Walk {
         vfs: ctx.vfs,
+        probe: ctx.vfs.prefix_probe(),
         bucket: &rq.bucket,
         prefix: p.prefix,
         delimiter: p.delimiter,

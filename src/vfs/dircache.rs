@@ -28,6 +28,8 @@ pub struct Listed {
     /// The name, with `/` appended for a directory.
     pub name: String,
     pub is_dir: bool,
+    /// The inode number where the backend has one, else 0.
+    pub ino: u64,
     brief: OnceLock<Option<Brief>>,
 }
 
@@ -46,6 +48,7 @@ impl Listing {
             .map(|e| Listed {
                 name: if e.is_dir { e.name + "/" } else { e.name },
                 is_dir: e.is_dir,
+                ino: e.ino,
                 brief: OnceLock::new(),
             })
             .collect();
@@ -136,6 +139,7 @@ mod tests {
         let e = |name: &str, is_dir| DirEntry {
             name: name.into(),
             is_dir,
+            ino: 0,
         };
         Arc::new(Listing::new(vec![
             e("b", false),
@@ -179,6 +183,7 @@ mod tests {
                 .map(|i| DirEntry {
                     name: i.to_string(),
                     is_dir: false,
+                    ino: 0,
                 })
                 .collect(),
         ));

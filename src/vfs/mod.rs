@@ -7,6 +7,7 @@
 pub mod checksum;
 pub mod dircache;
 pub mod hash;
+mod prefixes;
 
 use std::hash::BuildHasher;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -14,11 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::backend::{
-    Backend, BackendError, BucketInfo, DirStamp, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
+    Backend, BackendError, BucketInfo, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
     ObjectWriter, Result,
 };
 use dircache::{Brief, DirCache, Listed, Listing};
 pub use hash::{Digests, EtagAlg, Hashes};
+pub use prefixes::PrefixProbe;
 
 /// Key locks are striped: enough stripes that unrelated keys rarely wait on each other.
 const LOCK_STRIPES: usize = 256;
@@ -37,14 +39,11 @@ pub struct Vfs {
     cleanup: bool,
     locks: Vec<Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
-    /// Directories seen holding an object file directly, with their stamp at the time.
-    holders: Mutex<std::collections::HashMap<(String, String), DirStamp>>,
+    /// Directories seen holding an object.
+    holders: prefixes::Holders,
     /// Directory listings, for walks of many pages.
     dirs: DirCache,
 }
-
-/// Past this many remembered directories the memory is cleared.
-const HOLDERS_MAX: usize = 100_000;
 
 /// Options the VFS applies on top of the backend.
 #[derive(Debug, Clone, Copy)]
@@ -126,49 +125,6 @@ impl Vfs {
                 "The specified bucket does not exist",
             ))
         }
-    }
-
-    /// Whether directory `dir` (ending with `/`) holds at least one object, at any depth.
-    /// A directory that held one directly is remembered with its stamp, so that listing
-    /// common prefixes does not read every subdirectory again while none of them changes.
-    pub fn dir_has_object(&self, bucket: &str, dir: &str) -> Result<bool> {
-        let stamp = self.backend.dir_stamp(bucket, dir);
-        let id = (bucket.to_string(), dir.to_string());
-        if let Some(stamp) = stamp {
-            let holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
-            if holders.get(&id) == Some(&stamp) {
-                return Ok(true);
-            }
-        }
-        let entries = match self.backend.list_dir(bucket, dir) {
-            Ok(e) => e,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if entries.iter().any(|e| !e.is_dir) {
-            // A directory changed within the last second is not remembered: a change in the
-            // same clock tick could leave its modification time as it was.
-            let settled = |s: &DirStamp| {
-                let now = SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                s.mtime_sec < now - 1
-            };
-            if let Some(stamp) = stamp.filter(settled) {
-                let mut holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
-                if holders.len() >= HOLDERS_MAX {
-                    holders.clear();
-                }
-                holders.insert(id, stamp);
-            }
-            return Ok(true);
-        }
-        for e in entries {
-            if self.dir_has_object(bucket, &format!("{dir}{}/", e.name))? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Size, mtime and metadata, with the ETag filled in.

@@ -194,6 +194,46 @@ fn a_directory_emptied_after_a_listing_is_no_longer_a_common_prefix() {
     assert!(keys_of(&r.text(), "Prefix")[1..].is_empty(), "{}", r.text());
 }
 
+#[test]
+fn a_prefix_whose_only_object_lies_deeper_goes_when_that_object_goes() {
+    let dir = TempDir::new();
+    let deep = dir.0.join("bk1/y/m/d");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("f"), b"1").unwrap();
+    std::fs::create_dir_all(dir.0.join("bk1/y/other")).unwrap();
+    let s = anon(&dir);
+    let prefixes = |s: &TestServer| {
+        let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
+        keys_of(&r.text(), "Prefix")[1..].to_vec()
+    };
+    // Asked twice, so that the second answer comes from what the first one remembered.
+    assert_eq!(prefixes(&s), ["y/"]);
+    assert_eq!(prefixes(&s), ["y/"]);
+    std::fs::remove_file(deep.join("f")).unwrap();
+    assert!(prefixes(&s).is_empty());
+    std::fs::write(dir.0.join("bk1/y/other/g"), b"1").unwrap();
+    assert_eq!(prefixes(&s), ["y/"]);
+}
+
+#[test]
+fn a_directory_moved_away_does_not_vouch_for_an_empty_one_in_its_place() {
+    let dir = TempDir::new();
+    let bk = dir.0.join("bk1");
+    std::fs::create_dir_all(bk.join("a/sub")).unwrap();
+    std::fs::write(bk.join("a/sub/f"), b"1").unwrap();
+    let s = anon(&dir);
+    let prefixes = |s: &TestServer| {
+        let r = s.raw("GET", "/bk1?delimiter=%2F&prefix=a%2F", &[], b"");
+        keys_of(&r.text(), "Prefix")[1..].to_vec()
+    };
+    assert_eq!(prefixes(&s), ["a/sub/"]);
+    assert_eq!(prefixes(&s), ["a/sub/"]);
+    // The watched directory keeps its object under another path; an empty one takes its name.
+    std::fs::rename(bk.join("a"), bk.join("b")).unwrap();
+    std::fs::create_dir_all(bk.join("a/sub")).unwrap();
+    assert!(prefixes(&s).is_empty());
+}
+
 /// Moves a directory's modification time an hour back, so that its listing may be cached.
 fn settle(path: &std::path::Path) {
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);

@@ -1,0 +1,209 @@
+//! Noticing, without asking the filesystem each time, that a directory may have lost an entry.
+//!
+//! A delimiter listing names a subdirectory as a common prefix only while it holds an object.
+//! Checking that for each of a page's prefixes costs a `stat` per prefix, which dominates
+//! such a page. Instead, a directory seen holding an object file is watched with inotify for
+//! any entry leaving it (unlinked, renamed away or replaced) and for its own removal. Until
+//! such an event arrives the earlier answer stands.
+//!
+//! The kernel queues an event before the syscall that caused it returns, and a reader drains
+//! the queue ([`Removals::catch_up`]) before it trusts any answer, so a change completed
+//! before a request began is always seen by it: nothing here depends on timing. This holds
+//! only where every change goes through this kernel, so watches are used on local
+//! filesystems alone; on network and FUSE filesystems the caller keeps checking stamps.
+
+use std::collections::{HashMap, HashSet};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+use super::key::is_hidden;
+
+/// At most this many directories are watched at once; past it every watch is dropped and
+/// watching starts over. Each costs the kernel about 1 KiB and counts against the user's
+/// `fs.inotify.max_user_watches`.
+const WATCHES_MAX: usize = 32_768;
+
+/// Filesystems whose every change is made through this kernel (from `statfs(2)`).
+const LOCAL_FILESYSTEMS: [i64; 9] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0xF2F5_2010, // f2fs
+    0x2FC1_2FC1, // zfs
+    0xCA45_1A4E, // bcachefs
+    0x794C_7630, // overlayfs
+    0x3153_464A, // jfs
+];
+
+/// A watch armed on one directory, valid until an entry may have left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchTicket {
+    wd: i32,
+    serial: u64,
+    /// The inode watched, as a directory listing names it.
+    pub ino: u64,
+}
+
+pub struct Removals {
+    fd: OwnedFd,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Watches with no event since they were armed, and the serial of that arming.
+    armed: HashMap<i32, u64>,
+    /// Watches the kernel holds for us.
+    live: HashSet<i32>,
+    serial: u64,
+}
+
+impl Removals {
+    /// Watching for directories under `root`, or None where the filesystem may change
+    /// without this kernel seeing it, or inotify is unavailable.
+    pub fn new(root: &impl AsFd) -> Option<Removals> {
+        let fs = rustix::fs::fstatfs(root).ok()?;
+        if !LOCAL_FILESYSTEMS.contains(&(fs.f_type as i64)) {
+            log::info!(
+                "filesystem type {:#x} may change behind this host's back: listings check each prefix",
+                fs.f_type
+            );
+            return None;
+        }
+        let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
+        Some(Removals {
+            fd,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Starts watching the open directory `dir`. Read its entries after this call: a change
+    /// made before it would otherwise go unnoticed.
+    pub fn arm(&self, dir: &OwnedFd) -> Option<WatchTicket> {
+        let ino = rustix::fs::fstat(dir).ok()?.st_ino;
+        // The magic link names exactly the directory opened, whatever happened to its path.
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let flags = WatchFlags::DELETE
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF
+            | WatchFlags::ONLYDIR;
+        let mut state = self.lock();
+        if state.live.len() >= WATCHES_MAX {
+            for wd in state.live.drain() {
+                let _ = inotify::remove_watch(&self.fd, wd);
+            }
+            state.armed.clear();
+        }
+        let wd = inotify::add_watch(&self.fd, path.as_str(), flags).ok()?;
+        state.serial += 1;
+        let serial = state.serial;
+        state.live.insert(wd);
+        state.armed.insert(wd, serial);
+        Some(WatchTicket { wd, serial, ino })
+    }
+
+    /// Takes in every event queued so far.
+    pub fn catch_up(&self) {
+        let mut state = self.lock();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+        let mut events = inotify::Reader::new(&self.fd, &mut buf);
+        loop {
+            let event = match events.next() {
+                Ok(e) => e,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => {
+                    // Events may be lost: trust no watch.
+                    log::warn!("reading directory watch events: {e}");
+                    state.armed.clear();
+                    break;
+                }
+            };
+            let flags = event.events();
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                state.armed.clear();
+            } else if flags.contains(ReadFlags::IGNORED) {
+                state.armed.remove(&event.wd());
+                state.live.remove(&event.wd());
+            } else if !event
+                .file_name()
+                .and_then(|n| n.to_str().ok())
+                .is_some_and(is_hidden)
+            {
+                // Temporary files coming and going are not objects leaving.
+                state.armed.remove(&event.wd());
+            }
+        }
+    }
+
+    /// Whether no entry has left the directory since `ticket` was armed, as of the last
+    /// [`catch_up`](Self::catch_up).
+    pub fn unchanged(&self, ticket: &WatchTicket) -> bool {
+        self.lock().armed.get(&ticket.wd) == Some(&ticket.serial)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    fn open_dir(path: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    fn tempdir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("s3serve-watch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_entry_leaving_ends_the_watch_and_a_temporary_file_does_not() {
+        let dir = tempdir("leave");
+        std::fs::write(dir.join("a"), b"1").unwrap();
+        std::fs::write(dir.join("b"), b"1").unwrap();
+        let Some(w) = Removals::new(&open_dir(&dir)) else {
+            return; // a filesystem that is not local: nothing to watch
+        };
+        let fd = open_dir(&dir);
+        let t = w.arm(&fd).unwrap();
+        assert_eq!(t.ino, rustix::fs::fstat(&fd).unwrap().st_ino);
+        // Creating and renaming a temporary file over a key names no object leaving.
+        std::fs::write(dir.join(".s3serve-tmp"), b"2").unwrap();
+        std::fs::write(dir.join("c"), b"1").unwrap();
+        std::fs::remove_file(dir.join(".s3serve-tmp")).unwrap();
+        w.catch_up();
+        assert!(w.unchanged(&t));
+        std::fs::remove_file(dir.join("a")).unwrap();
+        w.catch_up();
+        assert!(!w.unchanged(&t));
+        // Armed again, the same directory is watched anew; a rename over a key ends it.
+        let t2 = w.arm(&fd).unwrap();
+        w.catch_up();
+        assert!(w.unchanged(&t2));
+        std::fs::rename(dir.join("c"), dir.join("b")).unwrap();
+        w.catch_up();
+        assert!(!w.unchanged(&t2));
+        let t3 = w.arm(&fd).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        w.catch_up();
+        assert!(!w.unchanged(&t3));
+    }
+}

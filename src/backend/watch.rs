@@ -12,10 +12,11 @@
 //! only where every change goes through this kernel, so watches are used on local
 //! filesystems alone; on network and FUSE filesystems the caller keeps checking stamps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
@@ -40,10 +41,10 @@ const LOCAL_FILESYSTEMS: [i64; 9] = [
 ];
 
 /// A watch armed on one directory, valid until an entry may have left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WatchTicket {
-    wd: i32,
-    serial: u64,
+    /// Cleared by the first event after the arming: read without a lock.
+    quiet: Arc<AtomicBool>,
     /// The inode watched, as a directory listing names it.
     pub ino: u64,
 }
@@ -55,11 +56,20 @@ pub struct Removals {
 
 #[derive(Default)]
 struct State {
-    /// Watches with no event since they were armed, and the serial of that arming.
-    armed: HashMap<i32, u64>,
-    /// Watches the kernel holds for us.
-    live: HashSet<i32>,
-    serial: u64,
+    /// The watches the kernel holds for us, each with the flag its tickets share. A flag
+    /// once cleared stays so; arming the watch again gives it a new one.
+    live: HashMap<i32, Arc<AtomicBool>>,
+}
+
+impl State {
+    /// Ends every ticket of watch `wd`, or of every watch.
+    fn end(&mut self, wd: Option<i32>) {
+        let end = |q: &Arc<AtomicBool>| q.store(false, Ordering::Release);
+        match wd {
+            Some(wd) => self.live.get(&wd).map_or((), end),
+            None => self.live.values().for_each(end),
+        }
+    }
 }
 
 impl Removals {
@@ -95,17 +105,20 @@ impl Removals {
             | WatchFlags::ONLYDIR;
         let mut state = self.lock();
         if state.live.len() >= WATCHES_MAX {
-            for wd in state.live.drain() {
+            state.end(None);
+            for (wd, _) in state.live.drain() {
                 let _ = inotify::remove_watch(&self.fd, wd);
             }
-            state.armed.clear();
         }
         let wd = inotify::add_watch(&self.fd, path.as_str(), flags).ok()?;
-        state.serial += 1;
-        let serial = state.serial;
-        state.live.insert(wd);
-        state.armed.insert(wd, serial);
-        Some(WatchTicket { wd, serial, ino })
+        let quiet = state.live.entry(wd).or_default();
+        if !quiet.load(Ordering::Acquire) {
+            *quiet = Arc::new(AtomicBool::new(true));
+        }
+        Some(WatchTicket {
+            quiet: quiet.clone(),
+            ino,
+        })
     }
 
     /// Takes in every event queued so far.
@@ -121,15 +134,15 @@ impl Removals {
                 Err(e) => {
                     // Events may be lost: trust no watch.
                     log::warn!("reading directory watch events: {e}");
-                    state.armed.clear();
+                    state.end(None);
                     break;
                 }
             };
             let flags = event.events();
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-                state.armed.clear();
+                state.end(None);
             } else if flags.contains(ReadFlags::IGNORED) {
-                state.armed.remove(&event.wd());
+                state.end(Some(event.wd()));
                 state.live.remove(&event.wd());
             } else if !event
                 .file_name()
@@ -137,7 +150,7 @@ impl Removals {
                 .is_some_and(is_hidden)
             {
                 // Temporary files coming and going are not objects leaving.
-                state.armed.remove(&event.wd());
+                state.end(Some(event.wd()));
             }
         }
     }
@@ -145,7 +158,7 @@ impl Removals {
     /// Whether no entry has left the directory since `ticket` was armed, as of the last
     /// [`catch_up`](Self::catch_up).
     pub fn unchanged(&self, ticket: &WatchTicket) -> bool {
-        self.lock().armed.get(&ticket.wd) == Some(&ticket.serial)
+        ticket.quiet.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -83,7 +83,7 @@ impl Walk<'_> {
         for (i, entry) in listing.entries.iter().enumerate().skip(start) {
             let name = format!("{dir}{}", entry.name);
             let more = if entry.is_dir {
-                self.enter(&name, entry.ino)?
+                self.enter(name, entry.ino)?
             } else {
                 self.offer(name, Entry(listing.clone(), i))
             };
@@ -95,12 +95,14 @@ impl Walk<'_> {
     }
 
     /// Enters directory `dir`, whose inode is `ino` (0 where unknown).
-    fn enter(&mut self, dir: &str, ino: u64) -> Result<bool, S3Error> {
-        if !(dir.starts_with(self.prefix) || self.prefix.starts_with(dir)) {
+    fn enter(&mut self, dir: String, ino: u64) -> Result<bool, S3Error> {
+        // An empty prefix is the common case; it needs no comparison.
+        let under = self.prefix.is_empty() || dir.starts_with(self.prefix);
+        if !(under || self.prefix.starts_with(dir.as_str())) {
             return Ok(true);
         }
         if let Some(after) = self.after {
-            let before_marker = after > dir && !after.starts_with(dir);
+            let before_marker = after > dir.as_str() && !after.starts_with(dir.as_str());
             if before_marker || (self.skip_under_after && dir.starts_with(after)) {
                 return Ok(true);
             }
@@ -110,13 +112,13 @@ impl Walk<'_> {
                 return Ok(true);
             }
         }
-        if self.delimiter == Some("/") && dir.starts_with(self.prefix) {
-            if !self.probe.has_object(self.bucket, dir, ino)? {
+        if under && self.delimiter == Some("/") {
+            if !self.probe.has_object(self.bucket, &dir, ino)? {
                 return Ok(true);
             }
-            return Ok(self.push(Item::Prefix(dir.to_string())));
+            return Ok(self.push(Item::Prefix(dir)));
         }
-        self.walk(dir)
+        self.walk(&dir)
     }
 
     fn offer(&mut self, key: String, entry: Entry) -> bool {

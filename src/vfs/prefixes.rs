@@ -15,10 +15,22 @@ use crate::backend::{DirStamp, ErrorKind, RemovalWatch, Result, WatchTicket};
 
 /// Past this many remembered directories the memory is cleared.
 const HOLDERS_MAX: usize = 100_000;
+/// Answers are spread over this many locks, so that workers listing at once rarely meet.
+const SHARDS: usize = 32;
 
 /// Remembered answers, by `bucket/dir`.
+pub(super) struct Holders([Shard; SHARDS]);
+
+/// One lock, on a cache line of its own.
+#[repr(align(128))]
 #[derive(Default)]
-pub(super) struct Holders(Mutex<HashMap<String, Holder>>);
+struct Shard(Mutex<HashMap<String, Holder>>);
+
+impl Default for Holders {
+    fn default() -> Holders {
+        Holders(std::array::from_fn(|_| Shard::default()))
+    }
+}
 
 enum Holder {
     /// Held an object file directly when the directory had this stamp.
@@ -30,13 +42,20 @@ enum Holder {
 }
 
 impl Holders {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Holder>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self, key: &str) -> MutexGuard<'_, HashMap<String, Holder>> {
+        // FNV-1a: the shard only needs to differ between neighbouring names.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        self.0[hash as usize % SHARDS]
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn remember(&self, key: &str, holder: Holder) {
-        let mut map = self.lock();
-        if map.len() >= HOLDERS_MAX {
+        let mut map = self.lock(key);
+        if map.len() >= HOLDERS_MAX / SHARDS {
             map.clear();
         }
         map.insert(key.to_string(), holder);
@@ -116,13 +135,16 @@ impl PrefixProbe<'_> {
     /// Whether a remembered answer for `dir`, and each one it rests on, still stands.
     fn remembered(&mut self, w: &dyn RemovalWatch, bucket: &str, dir: &str, ino: u64) -> bool {
         self.set_key(bucket, dir);
-        let (mut ino, holders) = (ino, self.vfs.holders.lock());
+        let mut ino = ino;
         loop {
+            let holders = self.vfs.holders.lock(&self.key);
             match holders.get(&self.key) {
                 Some(Holder::Watched(t)) => return t.ino == ino && w.unchanged(t),
                 Some(Holder::Through(t, child, child_ino)) if t.ino == ino && w.unchanged(t) => {
-                    self.key.push_str(child);
+                    let child = child.clone();
                     ino = *child_ino;
+                    drop(holders);
+                    self.key.push_str(&child);
                 }
                 _ => return false,
             }
@@ -133,7 +155,7 @@ impl PrefixProbe<'_> {
         let stamp = self.vfs.backend.dir_stamp(bucket, dir);
         self.set_key(bucket, dir);
         if let Some(stamp) = stamp {
-            if let Some(Holder::Stamp(s)) = self.vfs.holders.lock().get(&self.key) {
+            if let Some(Holder::Stamp(s)) = self.vfs.holders.lock(&self.key).get(&self.key) {
                 if *s == stamp {
                     return Ok(true);
                 }

@@ -45,7 +45,8 @@ const LOCAL_FILESYSTEMS: [i64; 9] = [
 pub struct WatchTicket {
     /// Cleared by the first event after the arming: read without a lock.
     quiet: Arc<AtomicBool>,
-    /// The inode watched, as a directory listing names it.
+    /// The directory watched: its device and inode.
+    pub dev: u64,
     pub ino: u64,
 }
 
@@ -94,7 +95,7 @@ impl Removals {
     /// Starts watching the open directory `dir`. Read its entries after this call: a change
     /// made before it would otherwise go unnoticed.
     pub fn arm(&self, dir: &OwnedFd) -> Option<WatchTicket> {
-        let ino = rustix::fs::fstat(dir).ok()?.st_ino;
+        let st = rustix::fs::fstat(dir).ok()?;
         // The magic link names exactly the directory opened, whatever happened to its path.
         let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
         let flags = WatchFlags::DELETE
@@ -117,7 +118,8 @@ impl Removals {
         }
         Some(WatchTicket {
             quiet: quiet.clone(),
-            ino,
+            dev: st.st_dev,
+            ino: st.st_ino,
         })
     }
 

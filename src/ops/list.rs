@@ -81,9 +81,11 @@ impl Walk<'_> {
             None => 0,
         };
         for (i, entry) in listing.entries.iter().enumerate().skip(start) {
-            let name = format!("{dir}{}", entry.name);
+            let mut name = String::with_capacity(dir.len() + entry.name.len());
+            name.push_str(dir);
+            name.push_str(&entry.name);
             let more = if entry.is_dir {
-                self.enter(name, entry.ino)?
+                self.enter(name, listing.dev, entry.ino)?
             } else {
                 self.offer(name, Entry(listing.clone(), i))
             };
@@ -94,8 +96,8 @@ impl Walk<'_> {
         Ok(true)
     }
 
-    /// Enters directory `dir`, whose inode is `ino` (0 where unknown).
-    fn enter(&mut self, dir: String, ino: u64) -> Result<bool, S3Error> {
+    /// Enters directory `dir`, on device `dev` with inode `ino` (0 where unknown).
+    fn enter(&mut self, dir: String, dev: u64, ino: u64) -> Result<bool, S3Error> {
         // An empty prefix is the common case; it needs no comparison.
         let under = self.prefix.is_empty() || dir.starts_with(self.prefix);
         if !(under || self.prefix.starts_with(dir.as_str())) {
@@ -113,7 +115,7 @@ impl Walk<'_> {
             }
         }
         if under && self.delimiter == Some("/") {
-            if !self.probe.has_object(self.bucket, &dir, ino)? {
+            if !self.probe.has_object(self.bucket, &dir, dev, ino)? {
                 return Ok(true);
             }
             return Ok(self.push(Item::Prefix(dir)));

@@ -21,6 +21,8 @@ const ENTRIES_MAX: usize = 1 << 17;
 /// A directory's entries in S3 order: a subdirectory is named and sorted as `name/`.
 pub struct Listing {
     pub entries: Vec<Listed>,
+    /// The device the directory is on where the backend has one, else 0.
+    pub dev: u64,
 }
 
 /// One entry, with the object file's listing facts once someone asked for them.
@@ -42,7 +44,7 @@ pub struct Brief {
 }
 
 impl Listing {
-    pub fn new(entries: Vec<DirEntry>) -> Listing {
+    pub fn new(entries: Vec<DirEntry>, dev: u64) -> Listing {
         let mut entries: Vec<Listed> = entries
             .into_iter()
             .map(|e| Listed {
@@ -53,7 +55,7 @@ impl Listing {
             })
             .collect();
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Listing { entries }
+        Listing { entries, dev }
     }
 }
 
@@ -141,11 +143,10 @@ mod tests {
             is_dir,
             ino: 0,
         };
-        Arc::new(Listing::new(vec![
-            e("b", false),
-            e("a", true),
-            e("a-", false),
-        ]))
+        Arc::new(Listing::new(
+            vec![e("b", false), e("a", true), e("a-", false)],
+            0,
+        ))
     }
 
     #[test]
@@ -186,6 +187,7 @@ mod tests {
                     ino: 0,
                 })
                 .collect(),
+            0,
         ));
         cache.put("bk", "1/", stamp(1000), &big);
         cache.put("bk", "1/", stamp(1000), &big); // a replaced listing is not counted twice

@@ -140,7 +140,8 @@ impl Vfs {
         if let Some(listing) = stamp.and_then(|s| self.dirs.get(bucket, dir, &s)) {
             return Ok(listing);
         }
-        let listing = Arc::new(Listing::new(self.backend.list_dir(bucket, dir)?));
+        let entries = self.backend.list_dir(bucket, dir)?;
+        let listing = Arc::new(Listing::new(entries, stamp.map_or(0, |s| s.dev)));
         if let Some(stamp) = stamp {
             self.dirs.put(bucket, dir, stamp, &listing);
         }

@@ -7,6 +7,7 @@
 //! its stamp, which is read again each time.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -18,17 +19,31 @@ const HOLDERS_MAX: usize = 100_000;
 /// Answers are spread over this many locks, so that workers listing at once rarely meet.
 const SHARDS: usize = 32;
 
-/// Remembered answers, by `bucket/dir`.
+/// A directory: its device and inode. Unlike a path, it follows the directory when it moves,
+/// and an empty directory made in its old place is a new one.
+type Id = (u64, u64);
+
+/// Remembered answers.
 pub(super) struct Holders([Shard; SHARDS]);
 
 /// One lock, on a cache line of its own.
 #[repr(align(128))]
 #[derive(Default)]
-struct Shard(Mutex<HashMap<String, Holder>>);
+struct Shard(Mutex<HashMap<Id, Holder, BuildHasherDefault<IdHasher>>>);
 
-impl Default for Holders {
-    fn default() -> Holders {
-        Holders(std::array::from_fn(|_| Shard::default()))
+/// Inode numbers are already well spread: one multiply mixes them enough.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -37,36 +52,34 @@ enum Holder {
     Stamp(DirStamp),
     /// Held an object file directly when the watch was armed.
     Watched(WatchTicket),
-    /// Its subdirectory (name ending with `/`, and inode) held one when the watch was armed.
-    Through(WatchTicket, String, u64),
+    /// Its subdirectory with this inode held one when the watch was armed.
+    Through(WatchTicket, u64),
+}
+
+impl Default for Holders {
+    fn default() -> Holders {
+        Holders(std::array::from_fn(|_| Shard::default()))
+    }
 }
 
 impl Holders {
-    fn lock(&self, key: &str) -> MutexGuard<'_, HashMap<String, Holder>> {
-        // FNV-1a: the shard only needs to differ between neighbouring names.
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        self.0[hash as usize % SHARDS]
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn lock(&self, id: Id) -> MutexGuard<'_, HashMap<Id, Holder, BuildHasherDefault<IdHasher>>> {
+        let shard = (id.1 ^ id.0.rotate_left(17)) as usize % SHARDS;
+        self.0[shard].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, key: &str, holder: Holder) {
-        let mut map = self.lock(key);
+    fn remember(&self, id: Id, holder: Holder) {
+        let mut map = self.lock(id);
         if map.len() >= HOLDERS_MAX / SHARDS {
             map.clear();
         }
-        map.insert(key.to_string(), holder);
+        map.insert(id, holder);
     }
 }
 
 /// Answers for one request.
 pub struct PrefixProbe<'a> {
     vfs: &'a Vfs,
-    /// Scratch for `bucket/dir` keys.
-    key: String,
 }
 
 impl Vfs {
@@ -75,32 +88,24 @@ impl Vfs {
         if let Some(w) = self.backend.removals() {
             w.catch_up();
         }
-        PrefixProbe {
-            vfs: self,
-            key: String::new(),
-        }
+        PrefixProbe { vfs: self }
     }
 }
 
 impl PrefixProbe<'_> {
     /// Whether directory `dir` (ending with `/`) holds at least one object, at any depth.
-    /// `ino` is the directory's inode as its parent's listing names it (0 where unknown).
-    pub fn has_object(&mut self, bucket: &str, dir: &str, ino: u64) -> Result<bool> {
+    /// `dev` and `ino` identify the directory as its parent's listing names it (0 where
+    /// unknown).
+    pub fn has_object(&self, bucket: &str, dir: &str, dev: u64, ino: u64) -> Result<bool> {
         match self.vfs.backend.removals() {
-            Some(w) => self.watched(w, bucket, dir, ino),
+            Some(w) => self.watched(w, bucket, dir, (dev, ino)),
             None => self.stamped(bucket, dir),
         }
     }
 
-    fn set_key(&mut self, bucket: &str, dir: &str) {
-        self.key.clear();
-        self.key.push_str(bucket);
-        self.key.push('/');
-        self.key.push_str(dir);
-    }
-
-    fn watched(&mut self, w: &dyn RemovalWatch, bucket: &str, dir: &str, ino: u64) -> Result<bool> {
-        if ino != 0 && self.remembered(w, bucket, dir, ino) {
+    fn watched(&self, w: &dyn RemovalWatch, bucket: &str, dir: &str, id: Id) -> Result<bool> {
+        let known = id.1 != 0;
+        if known && self.remembered(w, id) {
             return Ok(true);
         }
         let (entries, ticket) = match w.list_watched(bucket, dir) {
@@ -108,23 +113,20 @@ impl PrefixProbe<'_> {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        // A ticket for another inode than the listing named (a mount point, or a directory
+        // A ticket for another directory than the listing named (a mount point, or one
         // replaced meanwhile) is not kept.
-        let ticket = ticket.filter(|t| ino != 0 && t.ino == ino);
+        let ticket = ticket.filter(|t| known && (t.dev, t.ino) == id);
         if entries.iter().any(|e| !e.is_dir) {
             if let Some(t) = ticket {
-                self.set_key(bucket, dir);
-                self.vfs.holders.remember(&self.key, Holder::Watched(t));
+                self.vfs.holders.remember(id, Holder::Watched(t));
             }
             return Ok(true);
         }
         for e in entries {
             let sub = format!("{dir}{}/", e.name);
-            if self.watched(w, bucket, &sub, e.ino)? {
+            if self.watched(w, bucket, &sub, (id.0, e.ino))? {
                 if let Some(t) = ticket {
-                    self.set_key(bucket, dir);
-                    let child = Holder::Through(t, format!("{}/", e.name), e.ino);
-                    self.vfs.holders.remember(&self.key, child);
+                    self.vfs.holders.remember(id, Holder::Through(t, e.ino));
                 }
                 return Ok(true);
             }
@@ -132,30 +134,23 @@ impl PrefixProbe<'_> {
         Ok(false)
     }
 
-    /// Whether a remembered answer for `dir`, and each one it rests on, still stands.
-    fn remembered(&mut self, w: &dyn RemovalWatch, bucket: &str, dir: &str, ino: u64) -> bool {
-        self.set_key(bucket, dir);
-        let mut ino = ino;
+    /// Whether a remembered answer for directory `id`, and each one it rests on, still
+    /// stands.
+    fn remembered(&self, w: &dyn RemovalWatch, mut id: Id) -> bool {
         loop {
-            let holders = self.vfs.holders.lock(&self.key);
-            match holders.get(&self.key) {
-                Some(Holder::Watched(t)) => return t.ino == ino && w.unchanged(t),
-                Some(Holder::Through(t, child, child_ino)) if t.ino == ino && w.unchanged(t) => {
-                    let child = child.clone();
-                    ino = *child_ino;
-                    drop(holders);
-                    self.key.push_str(&child);
-                }
+            match self.vfs.holders.lock(id).get(&id) {
+                Some(Holder::Watched(t)) => return w.unchanged(t),
+                Some(Holder::Through(t, child)) if w.unchanged(t) => id.1 = *child,
                 _ => return false,
             }
         }
     }
 
-    fn stamped(&mut self, bucket: &str, dir: &str) -> Result<bool> {
+    fn stamped(&self, bucket: &str, dir: &str) -> Result<bool> {
         let stamp = self.vfs.backend.dir_stamp(bucket, dir);
-        self.set_key(bucket, dir);
         if let Some(stamp) = stamp {
-            if let Some(Holder::Stamp(s)) = self.vfs.holders.lock(&self.key).get(&self.key) {
+            let id = (stamp.dev, stamp.ino);
+            if let Some(Holder::Stamp(s)) = self.vfs.holders.lock(id).get(&id) {
                 if *s == stamp {
                     return Ok(true);
                 }
@@ -176,8 +171,8 @@ impl PrefixProbe<'_> {
                 s.mtime_sec < now - 1
             };
             if let Some(stamp) = stamp.filter(settled) {
-                self.set_key(bucket, dir);
-                self.vfs.holders.remember(&self.key, Holder::Stamp(stamp));
+                let id = (stamp.dev, stamp.ino);
+                self.vfs.holders.remember(id, Holder::Stamp(stamp));
             }
             return Ok(true);
         }

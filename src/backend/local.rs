@@ -469,7 +469,8 @@ impl Backend for LocalBackend {
     }
 
     fn removals(&self) -> Option<&dyn RemovalWatch> {
-        self.removals.as_ref().map(|_| self as &dyn RemovalWatch)
+        let usable = self.removals.as_ref().is_some_and(Removals::usable);
+        usable.then_some(self as &dyn RemovalWatch)
     }
 
     fn copy(

@@ -53,6 +53,9 @@ pub struct WatchTicket {
 pub struct Removals {
     fd: OwnedFd,
     state: Mutex<State>,
+    /// Set once the kernel refuses a watch for want of room: from then on callers check
+    /// stamps, since re-reading every directory each time would cost more.
+    full: AtomicBool,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ impl Removals {
         Some(Removals {
             fd,
             state: Mutex::default(),
+            full: AtomicBool::new(false),
         })
     }
 
@@ -111,7 +115,19 @@ impl Removals {
                 let _ = inotify::remove_watch(&self.fd, wd);
             }
         }
-        let wd = inotify::add_watch(&self.fd, path.as_str(), flags).ok()?;
+        let wd = match inotify::add_watch(&self.fd, path.as_str(), flags) {
+            Ok(wd) => wd,
+            Err(rustix::io::Errno::NOSPC) => {
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "no room for more inotify watches (fs.inotify.max_user_watches): \
+                         delimiter listings check each prefix from now on"
+                    );
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
         let quiet = state.live.entry(wd).or_default();
         if !quiet.load(Ordering::Acquire) {
             *quiet = Arc::new(AtomicBool::new(true));
@@ -121,6 +137,11 @@ impl Removals {
             dev: st.st_dev,
             ino: st.st_ino,
         })
+    }
+
+    /// Whether watches can still be armed.
+    pub fn usable(&self) -> bool {
+        !self.full.load(Ordering::Relaxed)
     }
 
     /// Takes in every event queued so far.

@@ -286,9 +286,9 @@ fn write_items(
     }
     for item in items {
         let Item::Prefix(p) = item else { continue };
-        w.open("CommonPrefixes");
-        w.elem("Prefix", &enc(p, url));
-        w.close("CommonPrefixes");
+        w.markup("<CommonPrefixes><Prefix>");
+        w.text(&enc(p, url));
+        w.markup("</Prefix></CommonPrefixes>");
     }
 }
 

@@ -54,6 +54,11 @@ impl XmlWriter {
         self.tag(b"</", name, b">");
     }
 
+    /// Writes markup that needs no escaping, such as several tags at once.
+    pub fn markup(&mut self, markup: &'static str) {
+        self.buf.extend_from_slice(markup.as_bytes());
+    }
+
     /// Writes `<name>text</name>`.
     pub fn elem(&mut self, name: &str, text: &str) {
         self.open(name);
@@ -78,7 +83,7 @@ impl XmlWriter {
     /// Escapes the five XML specials. Characters XML 1.0 cannot carry at all (NUL and other C0
     /// controls but tab, CR and LF) are percent-encoded, so a hostile key never makes a body
     /// unparsable. Runs without specials are copied whole.
-    fn text(&mut self, text: &str) {
+    pub fn text(&mut self, text: &str) {
         let bytes = text.as_bytes();
         let mut done = 0;
         for (i, &b) in bytes.iter().enumerate() {

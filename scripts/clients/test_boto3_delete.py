@@ -77,6 +77,31 @@ def test_no_cleanup_flag_keeps_dirs(start_server):
     assert "Contents" not in r
 
 
+def test_a_prefix_emptied_by_a_delete_leaves_delimiter_listings_at_once(start_server):
+    # With --no-cleanup the emptied directories stay on disk. Whether a directory still holds
+    # an object is remembered between listings, so each listing below would show the old
+    # prefixes if that memory missed the deletes.
+    srv = start_server("--no-cleanup")
+    c = srv.client()
+    c.create_bucket(Bucket="emptied")
+    for k in ["a/1", "b/x/2", "c/3", "c/4"]:
+        c.put_object(Bucket="emptied", Key=k, Body=b"x")
+
+    def prefixes():
+        r = c.list_objects_v2(Bucket="emptied", Delimiter="/")
+        return [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+
+    assert prefixes() == ["a/", "b/", "c/"]
+    assert prefixes() == ["a/", "b/", "c/"]
+    c.delete_object(Bucket="emptied", Key="a/1")
+    assert prefixes() == ["b/", "c/"]
+    c.delete_objects(Bucket="emptied", Delete={"Objects": [{"Key": "b/x/2"}, {"Key": "c/3"}]})
+    assert prefixes() == ["c/"]
+    assert (srv.data_dir / "emptied" / "b" / "x").is_dir()
+    c.put_object(Bucket="emptied", Key="a/5", Body=b"x")
+    assert prefixes() == ["a/", "c/"]
+
+
 def test_delete_objects(s3, bucket, bpath):
     ks = ["x/1", "x/2", "y", "z z+%"]
     for k in ks:

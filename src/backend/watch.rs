@@ -52,6 +52,8 @@ pub struct WatchTicket {
 
 pub struct Removals {
     fd: OwnedFd,
+    /// At most this many watches at once ([`WATCHES_MAX`] but in tests).
+    cap: usize,
     state: Mutex<State>,
     /// Set once the kernel refuses a watch for want of room: from then on callers check
     /// stamps, since re-reading every directory each time would cost more.
@@ -80,6 +82,10 @@ impl Removals {
     /// Watching for directories under `root`, or None where the filesystem may change
     /// without this kernel seeing it, or inotify is unavailable.
     pub fn new(root: &impl AsFd) -> Option<Removals> {
+        Removals::with_cap(root, WATCHES_MAX)
+    }
+
+    fn with_cap(root: &impl AsFd, cap: usize) -> Option<Removals> {
         let fs = rustix::fs::fstatfs(root).ok()?;
         if !LOCAL_FILESYSTEMS.contains(&(fs.f_type as i64)) {
             log::info!(
@@ -91,6 +97,7 @@ impl Removals {
         let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
         Some(Removals {
             fd,
+            cap,
             state: Mutex::default(),
             full: AtomicBool::new(false),
         })
@@ -109,7 +116,7 @@ impl Removals {
             | WatchFlags::MOVE_SELF
             | WatchFlags::ONLYDIR;
         let mut state = self.lock();
-        if state.live.len() >= WATCHES_MAX {
+        if state.live.len() >= self.cap {
             state.end(None);
             for (wd, _) in state.live.drain() {
                 let _ = inotify::remove_watch(&self.fd, wd);
@@ -241,5 +248,29 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         w.catch_up();
         assert!(!w.unchanged(&t3));
+    }
+
+    #[test]
+    fn past_the_cap_every_watch_starts_over() {
+        let dir = tempdir("cap");
+        let Some(w) = Removals::with_cap(&open_dir(&dir), 3) else {
+            return;
+        };
+        let fds: Vec<OwnedFd> = (0..4)
+            .map(|i| {
+                std::fs::create_dir(dir.join(i.to_string())).unwrap();
+                open_dir(&dir.join(i.to_string()))
+            })
+            .collect();
+        let tickets: Vec<WatchTicket> = fds.iter().map(|fd| w.arm(fd).unwrap()).collect();
+        w.catch_up();
+        // The fourth arming dropped the three watches before it: their tickets end, since
+        // nothing would tell them of a removal any more.
+        assert_eq!(
+            tickets.iter().map(|t| w.unchanged(t)).collect::<Vec<_>>(),
+            [false, false, false, true]
+        );
+        assert_eq!(w.lock().live.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

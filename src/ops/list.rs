@@ -12,6 +12,7 @@ use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::dircache::{Brief, Listing};
+use crate::vfs::pages::Inputs;
 use crate::vfs::{PrefixProbe, Vfs};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ struct Walk<'a> {
     max: usize,
     items: Vec<Item>,
     truncated: bool,
+    /// What the page is computed from, so that it can be kept.
+    inputs: Inputs,
 }
 
 impl Walk<'_> {
@@ -59,6 +62,7 @@ impl Walk<'_> {
             None => "",
         };
         if !dir.is_empty() && key::check(dir.trim_end_matches('/')).is_err() {
+            self.inputs.checkable = false;
             return Ok(()); // no stored key can live under an unsafe path
         }
         self.walk(dir)?;
@@ -69,9 +73,14 @@ impl Walk<'_> {
     fn walk(&mut self, dir: &str) -> Result<bool, S3Error> {
         let listing = match self.vfs.listing(self.bucket, dir) {
             Ok(l) => l,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.inputs.checkable = false;
+                return Ok(true);
+            }
             Err(e) => return Err(e.into()),
         };
+        let read = (self.bucket.to_string(), dir.to_string(), listing.clone());
+        self.inputs.listings.push(read);
         // Entries before the marker are passed over by a binary search, not one by one: the
         // entries are sorted, and the one directory the marker may lie in is the last of them.
         let start = match self.after.and_then(|a| a.strip_prefix(dir)) {
@@ -115,7 +124,8 @@ impl Walk<'_> {
             }
         }
         if under && self.delimiter == Some("/") {
-            if !self.probe.has_object(self.bucket, &dir, dev, ino)? {
+            let inputs = &mut self.inputs;
+            if !self.probe.has_object(self.bucket, &dir, dev, ino, inputs)? {
                 return Ok(true);
             }
             return Ok(self.push(Item::Prefix(dir)));
@@ -204,15 +214,13 @@ fn params<'a>(rq: &'a Request) -> Result<Params<'a>, S3Error> {
     })
 }
 
+/// The walk for one page: its items, whether more follow, and what they were computed from.
 fn run_walk(
     ctx: &Ctx,
     rq: &Request,
     p: &Params,
     after: Option<&str>,
-) -> Result<(Vec<Item>, bool), S3Error> {
-    ctx.vfs
-        .require_bucket(&rq.bucket)
-        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+) -> Result<(Vec<Item>, bool, Inputs), S3Error> {
     let skip_under_after = match (after, p.delimiter) {
         (Some(a), Some(d)) => a.ends_with(d),
         _ => false,
@@ -228,9 +236,31 @@ fn run_walk(
         max: p.max,
         items: Vec::new(),
         truncated: false,
+        inputs: Inputs::new(),
     };
     walk.run()?;
-    Ok((walk.items, walk.truncated))
+    Ok((walk.items, walk.truncated, walk.inputs))
+}
+
+/// Checks the bucket, then answers from a kept page when everything it came from stands.
+/// The key names every request field the document depends on.
+fn kept_page(
+    ctx: &Ctx,
+    rq: &Request,
+    fields: &[&str],
+) -> Result<(String, Option<Vec<u8>>), S3Error> {
+    ctx.vfs
+        .require_bucket(&rq.bucket)
+        .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    let mut key = String::with_capacity(64);
+    for f in std::iter::once(rq.bucket.as_str()).chain(fields.iter().copied()) {
+        // Lengths first, so that no two lists of fields make the same key.
+        key.push_str(&f.len().to_string());
+        key.push(':');
+        key.push_str(f);
+    }
+    let page = ctx.vfs.kept_page(&key);
+    Ok((key, page))
 }
 
 fn enc(s: &str, url: bool) -> Cow<'_, str> {
@@ -311,8 +341,26 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
         None => None,
     };
     let start_after = rq.query.get("start-after").filter(|s| !s.is_empty());
+    let with_owner = rq.query.get("fetch-owner") == Some("true");
+    let (page_key, kept) = kept_page(
+        ctx,
+        rq,
+        &[
+            "v2",
+            p.prefix,
+            p.delimiter.unwrap_or(""),
+            &p.max.to_string(),
+            if p.url { "url" } else { "" },
+            if with_owner { "owner" } else { "" },
+            rq.query.get("continuation-token").unwrap_or(""),
+            start_after.unwrap_or(""),
+        ],
+    )?;
+    if let Some(body) = kept {
+        return Ok(Response::xml(200, body));
+    }
     let after = token.as_deref().or(start_after);
-    let (items, truncated) = run_walk(ctx, rq, &p, after)?;
+    let (items, truncated, inputs) = run_walk(ctx, rq, &p, after)?;
     let briefs = briefs(ctx, rq, &items);
     let count = briefs.iter().flatten().count()
         + items
@@ -322,7 +370,6 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let mut w = page_writer(&items);
     w.root("ListBucketResult");
     write_common(&mut w, rq, &p);
-    let with_owner = rq.query.get("fetch-owner") == Some("true");
     w.elem_display("KeyCount", count);
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
     if let Some(t) = rq.query.get("continuation-token") {
@@ -341,13 +388,30 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     }
     write_items(&mut w, ctx, &items, &briefs, p.url, with_owner);
     w.close("ListBucketResult");
-    Ok(Response::xml(200, w.finish()))
+    let body = w.finish();
+    ctx.vfs.keep_page(page_key, &body, inputs);
+    Ok(Response::xml(200, body))
 }
 
 pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let p = params(rq)?;
     let marker = rq.query.get("marker").filter(|m| !m.is_empty());
-    let (items, truncated) = run_walk(ctx, rq, &p, marker)?;
+    let (page_key, kept) = kept_page(
+        ctx,
+        rq,
+        &[
+            "v1",
+            p.prefix,
+            p.delimiter.unwrap_or(""),
+            &p.max.to_string(),
+            if p.url { "url" } else { "" },
+            marker.unwrap_or(""),
+        ],
+    )?;
+    if let Some(body) = kept {
+        return Ok(Response::xml(200, body));
+    }
+    let (items, truncated, inputs) = run_walk(ctx, rq, &p, marker)?;
     let briefs = briefs(ctx, rq, &items);
     let mut w = page_writer(&items);
     w.root("ListBucketResult");
@@ -361,7 +425,9 @@ pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     }
     write_items(&mut w, ctx, &items, &briefs, p.url, true);
     w.close("ListBucketResult");
-    Ok(Response::xml(200, w.finish()))
+    let body = w.finish();
+    ctx.vfs.keep_page(page_key, &body, inputs);
+    Ok(Response::xml(200, body))
 }
 
 fn decode_token(t: &str) -> Result<String, S3Error> {

@@ -87,6 +87,11 @@ impl DirCache {
         }
     }
 
+    /// Whether listings are kept at all.
+    pub fn keeps_any(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -7,6 +7,7 @@
 pub mod checksum;
 pub mod dircache;
 pub mod hash;
+pub mod pages;
 mod prefixes;
 
 use std::hash::BuildHasher;
@@ -43,6 +44,8 @@ pub struct Vfs {
     holders: prefixes::Holders,
     /// Directory listings, for walks of many pages.
     dirs: DirCache,
+    /// Whole listing pages.
+    pages: pages::Pages,
 }
 
 /// Options the VFS applies on top of the backend.
@@ -65,6 +68,7 @@ impl Vfs {
             hasher: Default::default(),
             holders: Default::default(),
             dirs: DirCache::new(opts.dir_cache_time),
+            pages: Default::default(),
         }
     }
 

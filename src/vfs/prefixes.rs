@@ -11,6 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use super::pages::Inputs;
 use super::Vfs;
 use crate::backend::{DirStamp, ErrorKind, RemovalWatch, Result, WatchTicket};
 
@@ -95,17 +96,35 @@ impl Vfs {
 impl PrefixProbe<'_> {
     /// Whether directory `dir` (ending with `/`) holds at least one object, at any depth.
     /// `dev` and `ino` identify the directory as its parent's listing names it (0 where
-    /// unknown).
-    pub fn has_object(&self, bucket: &str, dir: &str, dev: u64, ino: u64) -> Result<bool> {
-        match self.vfs.backend.removals() {
-            Some(w) => self.watched(w, bucket, dir, (dev, ino)),
-            None => self.stamped(bucket, dir),
+    /// unknown). What a positive answer rests on goes into `inputs`.
+    pub fn has_object(
+        &self,
+        bucket: &str,
+        dir: &str,
+        dev: u64,
+        ino: u64,
+        inputs: &mut Inputs,
+    ) -> Result<bool> {
+        let Some(w) = self.vfs.backend.removals() else {
+            inputs.checkable = false;
+            return self.stamped(bucket, dir);
+        };
+        let id = (dev, ino);
+        if ino != 0 && self.remembered(w, id, Some(&mut inputs.tickets)) {
+            return Ok(true);
         }
+        let found = self.watched(w, bucket, dir, id)?;
+        // A positive answer was just remembered, where it could be: its watches are the
+        // page's inputs. A negative one has none that would tell when it changes.
+        if !(found && ino != 0 && self.remembered(w, id, Some(&mut inputs.tickets))) {
+            inputs.checkable = false;
+        }
+        Ok(found)
     }
 
     fn watched(&self, w: &dyn RemovalWatch, bucket: &str, dir: &str, id: Id) -> Result<bool> {
         let known = id.1 != 0;
-        if known && self.remembered(w, id) {
+        if known && self.remembered(w, id, None) {
             return Ok(true);
         }
         let (entries, ticket) = match w.list_watched(bucket, dir) {
@@ -135,13 +154,38 @@ impl PrefixProbe<'_> {
     }
 
     /// Whether a remembered answer for directory `id`, and each one it rests on, still
-    /// stands.
-    fn remembered(&self, w: &dyn RemovalWatch, mut id: Id) -> bool {
+    /// stands; if so, their tickets are added to `trail`.
+    fn remembered(
+        &self,
+        w: &dyn RemovalWatch,
+        mut id: Id,
+        mut trail: Option<&mut Vec<WatchTicket>>,
+    ) -> bool {
+        let start = trail.as_ref().map_or(0, |t| t.len());
         loop {
-            match self.vfs.holders.lock(id).get(&id) {
-                Some(Holder::Watched(t)) => return w.unchanged(t),
-                Some(Holder::Through(t, child)) if w.unchanged(t) => id.1 = *child,
-                _ => return false,
+            let holders = self.vfs.holders.lock(id);
+            let (ticket, next) = match holders.get(&id) {
+                Some(Holder::Watched(t)) => (t, None),
+                Some(Holder::Through(t, child)) => (t, Some(*child)),
+                _ => {
+                    if let Some(trail) = trail {
+                        trail.truncate(start);
+                    }
+                    return false;
+                }
+            };
+            if !w.unchanged(ticket) {
+                if let Some(trail) = trail {
+                    trail.truncate(start);
+                }
+                return false;
+            }
+            if let Some(trail) = trail.as_deref_mut() {
+                trail.push(ticket.clone());
+            }
+            match next {
+                Some(child) => id.1 = child,
+                None => return true,
             }
         }
     }

@@ -234,6 +234,33 @@ fn a_directory_moved_away_does_not_vouch_for_an_empty_one_in_its_place() {
     assert!(prefixes(&s).is_empty());
 }
 
+#[test]
+fn prefixes_follow_subdirectories_that_gain_or_lose_objects_behind_our_back() {
+    let dir = TempDir::new();
+    let bk = dir.0.join("bk1");
+    std::fs::create_dir_all(bk.join("a")).unwrap();
+    std::fs::create_dir_all(bk.join("e")).unwrap();
+    std::fs::write(bk.join("a/x"), b"1").unwrap();
+    settle(&bk);
+    let s = anon(&dir);
+    let prefixes = |s: &TestServer| {
+        let r = s.raw("GET", "/bk1?list-type=2&delimiter=%2F", &[], b"");
+        keys_of(&r.text(), "Prefix")[1..].to_vec()
+    };
+    assert_eq!(prefixes(&s), ["a/"]);
+    assert_eq!(prefixes(&s), ["a/"]);
+    // The bucket's directory does not change: only e/ does.
+    std::fs::write(bk.join("e/y"), b"1").unwrap();
+    assert_eq!(prefixes(&s), ["a/", "e/"]);
+    // The same page asked through v1 is v1's document, not one kept for v2.
+    let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
+    assert!(r.text().contains("<Marker></Marker>"), "{}", r.text());
+    // A page kept while the bucket's directory stays as it is still follows a prefix emptied.
+    assert_eq!(prefixes(&s), ["a/", "e/"]);
+    std::fs::remove_file(bk.join("a/x")).unwrap();
+    assert_eq!(prefixes(&s), ["e/"]);
+}
+
 /// Moves a directory's modification time an hour back, so that its listing may be cached.
 fn settle(path: &std::path::Path) {
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);

@@ -9,7 +9,7 @@ use crate::backend::{key, ErrorKind};
 use crate::ops::bucket::owner;
 use crate::ops::headers::quote;
 use crate::ops::xml::XmlWriter;
-use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::dircache::{Brief, Listing};
 use crate::vfs::pages::Inputs;
@@ -244,11 +244,7 @@ fn run_walk(
 
 /// Checks the bucket, then answers from a kept page when everything it came from stands.
 /// The key names every request field the document depends on.
-fn kept_page(
-    ctx: &Ctx,
-    rq: &Request,
-    fields: &[&str],
-) -> Result<(String, Option<Vec<u8>>), S3Error> {
+fn kept_page(ctx: &Ctx, rq: &Request, fields: &[&str]) -> Result<(String, Option<Page>), S3Error> {
     ctx.vfs
         .require_bucket(&rq.bucket)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
@@ -357,7 +353,7 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
         ],
     )?;
     if let Some(body) = kept {
-        return Ok(Response::xml(200, body));
+        return Ok(page_response(body));
     }
     let after = token.as_deref().or(start_after);
     let (items, truncated, inputs) = run_walk(ctx, rq, &p, after)?;
@@ -388,9 +384,9 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     }
     write_items(&mut w, ctx, &items, &briefs, p.url, with_owner);
     w.close("ListBucketResult");
-    let body = w.finish();
+    let body = Arc::new(w.finish());
     ctx.vfs.keep_page(page_key, &body, inputs);
-    Ok(Response::xml(200, body))
+    Ok(page_response(body))
 }
 
 pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
@@ -409,7 +405,7 @@ pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
         ],
     )?;
     if let Some(body) = kept {
-        return Ok(Response::xml(200, body));
+        return Ok(page_response(body));
     }
     let (items, truncated, inputs) = run_walk(ctx, rq, &p, marker)?;
     let briefs = briefs(ctx, rq, &items);
@@ -425,9 +421,18 @@ pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     }
     write_items(&mut w, ctx, &items, &briefs, p.url, true);
     w.close("ListBucketResult");
-    let body = w.finish();
+    let body = Arc::new(w.finish());
     ctx.vfs.keep_page(page_key, &body, inputs);
-    Ok(Response::xml(200, body))
+    Ok(page_response(body))
+}
+
+/// A listing document, shared with the kept pages.
+type Page = Arc<Vec<u8>>;
+
+fn page_response(body: Page) -> Response {
+    Response::empty(200)
+        .header("Content-Type", "application/xml")
+        .with_body(Body::Shared(body))
 }
 
 fn decode_token(t: &str) -> Result<String, S3Error> {

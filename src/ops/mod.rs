@@ -29,6 +29,8 @@ use std::sync::Arc;
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
+    /// Bytes also kept elsewhere (a listing page).
+    Shared(std::sync::Arc<Vec<u8>>),
     Stream(Box<dyn Read + Send>, u64),
     /// `len` bytes of an object, positioned at `offset`: streamed, or, for a file, handed
     /// to the front to send with sendfile(2).

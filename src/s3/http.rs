@@ -114,12 +114,19 @@ pub fn respond(
         Body::Bytes(b) if b.len() as u64 <= WHOLE_MAX => {
             return write_whole(rq, status, &headers, b.len() as u64, &b, request_id)
         }
+        Body::Shared(b) if b.len() as u64 <= WHOLE_MAX => {
+            return write_whole(rq, status, &headers, b.len() as u64, &b, request_id)
+        }
         Body::Stream(_, n) if is_head => {
             return write_whole(rq, status, &headers, n, &[], request_id)
         }
         Body::Bytes(b) => {
             let n = b.len() as u64;
             (Box::new(std::io::Cursor::new(b)), n)
+        }
+        Body::Shared(b) => {
+            let n = b.len() as u64;
+            (Box::new(std::io::Cursor::new(Shared(b))), n)
         }
         Body::Stream(r, n) => (Box::new(BufReader::with_capacity(RESPONSE_BUF, r)), n),
         Body::Object(mut body, offset, len) => {
@@ -309,6 +316,15 @@ pub fn ascii_header_value(v: &str) -> String {
         return v.to_string();
     }
     format!("=?UTF-8?B?{}?=", crate::util::base64(v.as_bytes()))
+}
+
+/// Shared bytes as a cursor reads them.
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ impl Inputs {
 }
 
 struct Kept {
-    body: Vec<u8>,
+    body: Arc<Vec<u8>>,
     inputs: Inputs,
 }
 
@@ -62,7 +62,7 @@ impl Pages {
 
 impl Vfs {
     /// The page kept under `key`, if everything it was computed from still stands.
-    pub fn kept_page(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn kept_page(&self, key: &str) -> Option<Arc<Vec<u8>>> {
         let kept = self.pages.lock().pages.get(key)?.clone();
         if !kept.inputs.tickets.is_empty() {
             // Removals completed before this call are taken in before the tickets are read.
@@ -81,7 +81,7 @@ impl Vfs {
     }
 
     /// Keeps a page computed from `inputs`, where they can be checked later.
-    pub fn keep_page(&self, key: String, body: &[u8], inputs: Inputs) {
+    pub fn keep_page(&self, key: String, body: &Arc<Vec<u8>>, inputs: Inputs) {
         let entries: usize = inputs.listings.iter().map(|l| l.2.entries.len()).sum();
         if !inputs.checkable || !self.dirs.keeps_any() || entries > ENTRIES_MAX {
             return;
@@ -91,7 +91,7 @@ impl Vfs {
             return;
         }
         let kept = Arc::new(Kept {
-            body: body.to_vec(),
+            body: body.clone(),
             inputs,
         });
         let key_len = key.len();

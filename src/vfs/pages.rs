@@ -19,6 +19,9 @@ const BYTES_MAX: usize = 8 << 20;
 /// A page that read more listing entries than this is not kept: it would pin large
 /// listings in memory after the directory cache has let them go.
 const ENTRIES_MAX: usize = 8192;
+/// At most this many listing entries are pinned by kept pages (counted once per page):
+/// with the directory cache's own bound, listings take at most twice its memory.
+const PINNED_MAX: usize = 1 << 17;
 
 /// What a page was computed from.
 #[derive(Default)]
@@ -43,6 +46,8 @@ impl Inputs {
 struct Kept {
     body: Arc<Vec<u8>>,
     inputs: Inputs,
+    /// Listing entries it pins.
+    entries: usize,
 }
 
 #[derive(Default)]
@@ -52,6 +57,7 @@ pub(super) struct Pages(Mutex<Shelf>);
 struct Shelf {
     pages: HashMap<String, Arc<Kept>>,
     bytes: usize,
+    entries: usize,
 }
 
 impl Pages {
@@ -93,16 +99,18 @@ impl Vfs {
         let kept = Arc::new(Kept {
             body: body.clone(),
             inputs,
+            entries,
         });
         let key_len = key.len();
         let mut shelf = self.pages.lock();
-        if shelf.bytes + size > BYTES_MAX {
-            shelf.pages.clear();
-            shelf.bytes = 0;
+        if shelf.bytes + size > BYTES_MAX || shelf.entries + entries > PINNED_MAX {
+            *shelf = Shelf::default();
         }
         if let Some(old) = shelf.pages.insert(key, kept) {
             shelf.bytes -= old.body.len() + key_len;
+            shelf.entries -= old.entries;
         }
         shelf.bytes += size;
+        shelf.entries += entries;
     }
 }

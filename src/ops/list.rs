@@ -242,21 +242,42 @@ fn run_walk(
     Ok((walk.items, walk.truncated, walk.inputs))
 }
 
-/// Checks the bucket, then answers from a kept page when everything it came from stands.
-/// The key names every request field the document depends on.
-fn kept_page(ctx: &Ctx, rq: &Request, fields: &[&str]) -> Result<(String, Option<Page>), S3Error> {
+/// Answers a listing request once the bucket is checked: from a kept page when everything
+/// it came from stands, else with the document `write` walks for and writes, which is kept
+/// in turn. The key names every request field the document depends on: the common ones
+/// and the version's `fields`.
+fn answer_page(
+    ctx: &Ctx,
+    rq: &Request,
+    p: &Params,
+    fields: &[&str],
+    write: impl FnOnce() -> Result<(Vec<u8>, Inputs), S3Error>,
+) -> OpResult {
     ctx.vfs
         .require_bucket(&rq.bucket)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
+    let max = p.max.to_string();
+    let common = [
+        rq.bucket.as_str(),
+        p.prefix,
+        p.delimiter.unwrap_or(""),
+        &max,
+        if p.url { "url" } else { "" },
+    ];
     let mut key = String::with_capacity(64);
-    for f in std::iter::once(rq.bucket.as_str()).chain(fields.iter().copied()) {
+    for f in common.iter().chain(fields) {
         // Lengths first, so that no two lists of fields make the same key.
         key.push_str(&f.len().to_string());
         key.push(':');
         key.push_str(f);
     }
-    let page = ctx.vfs.kept_page(&key);
-    Ok((key, page))
+    if let Some(body) = ctx.vfs.kept_page(&key) {
+        return Ok(page_response(body));
+    }
+    let (doc, inputs) = write()?;
+    let body = Arc::new(doc);
+    ctx.vfs.keep_page(key, &body, inputs);
+    Ok(page_response(body))
 }
 
 fn enc(s: &str, url: bool) -> Cow<'_, str> {
@@ -338,92 +359,66 @@ pub fn list_objects_v2(ctx: &Ctx, rq: &mut Request) -> OpResult {
     };
     let start_after = rq.query.get("start-after").filter(|s| !s.is_empty());
     let with_owner = rq.query.get("fetch-owner") == Some("true");
-    let (page_key, kept) = kept_page(
-        ctx,
-        rq,
-        &[
-            "v2",
-            p.prefix,
-            p.delimiter.unwrap_or(""),
-            &p.max.to_string(),
-            if p.url { "url" } else { "" },
-            if with_owner { "owner" } else { "" },
-            rq.query.get("continuation-token").unwrap_or(""),
-            start_after.unwrap_or(""),
-        ],
-    )?;
-    if let Some(body) = kept {
-        return Ok(page_response(body));
-    }
-    let after = token.as_deref().or(start_after);
-    let (items, truncated, inputs) = run_walk(ctx, rq, &p, after)?;
-    let briefs = briefs(ctx, rq, &items);
-    let count = briefs.iter().flatten().count()
-        + items
-            .iter()
-            .filter(|i| matches!(i, Item::Prefix(_)))
-            .count();
-    let mut w = page_writer(&items);
-    w.root("ListBucketResult");
-    write_common(&mut w, rq, &p);
-    w.elem_display("KeyCount", count);
-    w.elem("IsTruncated", if truncated { "true" } else { "false" });
-    if let Some(t) = rq.query.get("continuation-token") {
-        w.elem("ContinuationToken", t);
-    }
-    if truncated {
-        if let Some(last) = items.last() {
-            w.elem(
-                "NextContinuationToken",
-                &util::base64_url(last.name().as_bytes()),
-            );
+    let fields = [
+        "v2",
+        if with_owner { "owner" } else { "" },
+        rq.query.get("continuation-token").unwrap_or(""),
+        start_after.unwrap_or(""),
+    ];
+    answer_page(ctx, rq, &p, &fields, || {
+        let after = token.as_deref().or(start_after);
+        let (items, truncated, inputs) = run_walk(ctx, rq, &p, after)?;
+        let briefs = briefs(ctx, rq, &items);
+        let count = briefs.iter().flatten().count()
+            + items
+                .iter()
+                .filter(|i| matches!(i, Item::Prefix(_)))
+                .count();
+        let mut w = page_writer(&items);
+        w.root("ListBucketResult");
+        write_common(&mut w, rq, &p);
+        w.elem_display("KeyCount", count);
+        w.elem("IsTruncated", if truncated { "true" } else { "false" });
+        if let Some(t) = rq.query.get("continuation-token") {
+            w.elem("ContinuationToken", t);
         }
-    }
-    if let Some(s) = start_after {
-        w.elem("StartAfter", &enc(s, p.url));
-    }
-    write_items(&mut w, ctx, &items, &briefs, p.url, with_owner);
-    w.close("ListBucketResult");
-    let body = Arc::new(w.finish());
-    ctx.vfs.keep_page(page_key, &body, inputs);
-    Ok(page_response(body))
+        if truncated {
+            if let Some(last) = items.last() {
+                w.elem(
+                    "NextContinuationToken",
+                    &util::base64_url(last.name().as_bytes()),
+                );
+            }
+        }
+        if let Some(s) = start_after {
+            w.elem("StartAfter", &enc(s, p.url));
+        }
+        write_items(&mut w, ctx, &items, &briefs, p.url, with_owner);
+        w.close("ListBucketResult");
+        Ok((w.finish(), inputs))
+    })
 }
 
 pub fn list_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let p = params(rq)?;
     let marker = rq.query.get("marker").filter(|m| !m.is_empty());
-    let (page_key, kept) = kept_page(
-        ctx,
-        rq,
-        &[
-            "v1",
-            p.prefix,
-            p.delimiter.unwrap_or(""),
-            &p.max.to_string(),
-            if p.url { "url" } else { "" },
-            marker.unwrap_or(""),
-        ],
-    )?;
-    if let Some(body) = kept {
-        return Ok(page_response(body));
-    }
-    let (items, truncated, inputs) = run_walk(ctx, rq, &p, marker)?;
-    let briefs = briefs(ctx, rq, &items);
-    let mut w = page_writer(&items);
-    w.root("ListBucketResult");
-    write_common(&mut w, rq, &p);
-    w.elem("Marker", &enc(marker.unwrap_or(""), p.url));
-    w.elem("IsTruncated", if truncated { "true" } else { "false" });
-    if truncated && p.delimiter.is_some() {
-        if let Some(last) = items.last() {
-            w.elem("NextMarker", &enc(last.name(), p.url));
+    answer_page(ctx, rq, &p, &["v1", marker.unwrap_or("")], || {
+        let (items, truncated, inputs) = run_walk(ctx, rq, &p, marker)?;
+        let briefs = briefs(ctx, rq, &items);
+        let mut w = page_writer(&items);
+        w.root("ListBucketResult");
+        write_common(&mut w, rq, &p);
+        w.elem("Marker", &enc(marker.unwrap_or(""), p.url));
+        w.elem("IsTruncated", if truncated { "true" } else { "false" });
+        if truncated && p.delimiter.is_some() {
+            if let Some(last) = items.last() {
+                w.elem("NextMarker", &enc(last.name(), p.url));
+            }
         }
-    }
-    write_items(&mut w, ctx, &items, &briefs, p.url, true);
-    w.close("ListBucketResult");
-    let body = Arc::new(w.finish());
-    ctx.vfs.keep_page(page_key, &body, inputs);
-    Ok(page_response(body))
+        write_items(&mut w, ctx, &items, &briefs, p.url, true);
+        w.close("ListBucketResult");
+        Ok((w.finish(), inputs))
+    })
 }
 
 /// A listing document, shared with the kept pages.

@@ -202,10 +202,7 @@ fn a_prefix_whose_only_object_lies_deeper_goes_when_that_object_goes() {
     std::fs::write(deep.join("f"), b"1").unwrap();
     std::fs::create_dir_all(dir.0.join("bk1/y/other")).unwrap();
     let s = anon(&dir);
-    let prefixes = |s: &TestServer| {
-        let r = s.raw("GET", "/bk1?delimiter=%2F", &[], b"");
-        keys_of(&r.text(), "Prefix")[1..].to_vec()
-    };
+    let prefixes = |s: &TestServer| common_prefixes(s, "/bk1?delimiter=%2F");
     // Asked twice, so that the second answer comes from what the first one remembered.
     assert_eq!(prefixes(&s), ["y/"]);
     assert_eq!(prefixes(&s), ["y/"]);
@@ -222,10 +219,7 @@ fn a_directory_moved_away_does_not_vouch_for_an_empty_one_in_its_place() {
     std::fs::create_dir_all(bk.join("a/sub")).unwrap();
     std::fs::write(bk.join("a/sub/f"), b"1").unwrap();
     let s = anon(&dir);
-    let prefixes = |s: &TestServer| {
-        let r = s.raw("GET", "/bk1?delimiter=%2F&prefix=a%2F", &[], b"");
-        keys_of(&r.text(), "Prefix")[1..].to_vec()
-    };
+    let prefixes = |s: &TestServer| common_prefixes(s, "/bk1?delimiter=%2F&prefix=a%2F");
     assert_eq!(prefixes(&s), ["a/sub/"]);
     assert_eq!(prefixes(&s), ["a/sub/"]);
     // The watched directory keeps its object under another path; an empty one takes its name.
@@ -243,10 +237,7 @@ fn prefixes_follow_subdirectories_that_gain_or_lose_objects_behind_our_back() {
     std::fs::write(bk.join("a/x"), b"1").unwrap();
     settle(&bk);
     let s = anon(&dir);
-    let prefixes = |s: &TestServer| {
-        let r = s.raw("GET", "/bk1?list-type=2&delimiter=%2F", &[], b"");
-        keys_of(&r.text(), "Prefix")[1..].to_vec()
-    };
+    let prefixes = |s: &TestServer| common_prefixes(s, "/bk1?list-type=2&delimiter=%2F");
     assert_eq!(prefixes(&s), ["a/"]);
     assert_eq!(prefixes(&s), ["a/"]);
     // The bucket's directory does not change: only e/ does.
@@ -259,6 +250,12 @@ fn prefixes_follow_subdirectories_that_gain_or_lose_objects_behind_our_back() {
     assert_eq!(prefixes(&s), ["a/", "e/"]);
     std::fs::remove_file(bk.join("a/x")).unwrap();
     assert_eq!(prefixes(&s), ["e/"]);
+}
+
+/// The common prefixes of a listing (the first `Prefix` element is the request's).
+fn common_prefixes(s: &TestServer, path: &str) -> Vec<String> {
+    let r = s.raw("GET", path, &[], b"");
+    keys_of(&r.text(), "Prefix")[1..].to_vec()
 }
 
 /// Moves a directory's modification time an hour back, so that its listing may be cached.

@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
-    let args = match cli::parse_args(std::env::args_os().skip(1)) {
+    let args = match cli::parse_args_env(std::env::args_os().skip(1), std::env::vars_os()) {
         Ok(a) => a,
         Err(e) => return fail(&e.to_string()),
     };
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    announce_environment(&args);
     announce(&config, &running.listening);
     for sig in signals.forever() {
         match sig {
@@ -50,6 +51,19 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Names (never values: they hold secrets) of the `RCLONE_*` variables used and ignored.
+fn announce_environment(args: &cli::Args) {
+    if !args.env_used.is_empty() {
+        log::info!("flags from the environment: {}", args.env_used.join(", "));
+    }
+    if !args.env_ignored.is_empty() {
+        log::warn!(
+            "ignoring environment variables for flags s3serve does not have: {}",
+            args.env_ignored.join(", ")
+        );
+    }
+}
+
 fn announce(config: &Config, listening: &[String]) {
     match &config.storage {
         Storage::Local(p) => log::warn!(
@@ -60,7 +74,7 @@ fn announce(config: &Config, listening: &[String]) {
     }
     if config.auth_keys.is_empty() {
         log::warn!(
-            "no --auth-key given: access is anonymous, anyone who can connect can read and write"
+            "no --auth-key (or RCLONE_AUTH_KEY) given: access is anonymous, anyone who can connect can read and write"
         );
     }
     for l in listening {

@@ -83,7 +83,7 @@ def free_port():
 class Server:
     """One running server process over DATA_DIR."""
 
-    def __init__(self, data_dir, flags=(), auth=((AK, SK),), workdir=None, preexec=None):
+    def __init__(self, data_dir, flags=(), auth=((AK, SK),), workdir=None, preexec=None, env=None):
         self.data_dir = Path(data_dir)
         self.flags = list(flags)
         self.auth = list(auth) if auth else []
@@ -103,7 +103,10 @@ class Server:
         cmd += self.flags
         cmd.append(str(self.data_dir))
         self.cmd = cmd
-        env = dict(os.environ)
+        # Flags come from the command line and ENV alone: RCLONE_* variables set flags.
+        extra_env = env or {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+        env.update(extra_env)
         if USE_RCLONE:
             env["RCLONE_CONFIG"] = str(workdir / "rclone.conf")
         self._log = open(self.log_path, "wb")
@@ -204,19 +207,19 @@ def check_server_health(srv, alive):
 
 @pytest.fixture
 def start_server(tmp_path):
-    """Factory: start_server(*flags, data_dir=None, auth=((AK, SK),)) -> Server.
+    """Factory: start_server(*flags, data_dir=None, auth=((AK, SK),), env=None) -> Server.
 
-    auth=None starts an anonymous server. Servers are stopped when the test ends.
+    auth=None starts an anonymous server; env adds environment variables. Servers are stopped when the test ends.
     data_dir defaults to a fresh tmp_path/'data' (created), which lies inside tmp_path so that
     tests can check nothing was written next to it.
     """
     started = []
 
-    def start(*flags, data_dir=None, auth=((AK, SK),), preexec=None):
+    def start(*flags, data_dir=None, auth=((AK, SK),), preexec=None, env=None):
         if data_dir is None:
             data_dir = tmp_path / "data"
             data_dir.mkdir(exist_ok=True)
-        srv = Server(data_dir, flags, auth, workdir=tmp_path, preexec=preexec)
+        srv = Server(data_dir, flags, auth, workdir=tmp_path, preexec=preexec, env=env)
         started.append(srv)
         return srv
 

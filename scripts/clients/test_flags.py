@@ -5,7 +5,7 @@ import stat
 
 import requests
 
-from conftest import make_client, unique_bucket_name
+from conftest import AK, AK2, SK, SK2, expect_error, make_client, unique_bucket_name
 
 
 def test_baseurl_works_with_auth_keys(start_server):
@@ -124,3 +124,28 @@ def test_unix_socket_with_curl(start_server, tmp_path):
     # The same server's TCP listener still wants a signature.
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", srv.url + "/"], capture_output=True, text=True, timeout=30)
     assert r.stdout == "403"
+
+
+def test_rclone_auth_key_variable_sets_the_keys(start_server):
+    """RCLONE_AUTH_KEY, CSV with quoted pairs as rclone documents it, is the only source of keys."""
+    env = {"RCLONE_AUTH_KEY": f'"{AK},{SK}","{AK2},{SK2}"', "RCLONE_READ_ONLY": "false"}
+    srv = start_server(auth=None, env=env)
+    assert "anonymous" not in srv.log()
+    b = unique_bucket_name("envkeys")
+    srv.client().create_bucket(Bucket=b)
+    srv.client(AK2, SK2).put_object(Bucket=b, Key="k", Body=b"second key")
+    assert srv.client().get_object(Bucket=b, Key="k")["Body"].read() == b"second key"
+    expect_error(403, "AccessDenied", srv.anon_client().list_objects_v2, Bucket=b)
+    expect_error(403, None, srv.client(AK, "wrong").list_objects_v2, Bucket=b)
+
+
+def test_rclone_variables_and_the_command_line(start_server):
+    """A variable sets a flag's default; the command line wins over it."""
+    srv = start_server("--read-only=false", env={"RCLONE_READ_ONLY": "true", "RCLONE_ETAG_HASH": "SHA1"})
+    s3 = srv.client()
+    b = unique_bucket_name("envcli")
+    s3.create_bucket(Bucket=b)
+    etag = s3.put_object(Bucket=b, Key="k", Body=b"abc")["ETag"]
+    assert etag == '"a9993e364706816aba3e25717850c26c9cd0d89d"'  # SHA-1 of abc
+    ro = start_server(env={"RCLONE_READ_ONLY": "true"})
+    expect_error(403, "AccessDenied", ro.client().create_bucket, Bucket=unique_bucket_name("ro"))

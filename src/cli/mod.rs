@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use lexopt::{Arg, Parser};
 
+mod env;
 mod values;
 pub use values::{parse_duration, parse_file_mode, parse_size};
 
@@ -54,6 +55,10 @@ supported yet.
 
 Usage:
   s3serve [FLAGS] PATH
+
+Every flag can also be set as RCLONE_<FLAG> in the environment (upper case,
+`-` as `_`); the command line wins. Repeatable flags take a CSV list there:
+RCLONE_AUTH_KEY='\"id1,secret1\",\"id2,secret2\"'.
 
 Flags:
       --addr stringArray      IPaddress:Port or :Port to bind server to (default 127.0.0.1:8080)
@@ -136,6 +141,11 @@ pub struct Args {
     /// `--max-connections` (ours); 0 sizes the cap from the descriptor limit.
     pub max_connections: usize,
     pub path: Option<String>,
+    /// `RCLONE_*` variables that set a flag, by name (never by value: they hold secrets).
+    pub env_used: Vec<String>,
+    /// `RCLONE_*` variables for flags s3serve does not have, ignored as rclone ignores those
+    /// meant for other commands; start-up logs them.
+    pub env_ignored: Vec<String>,
     pub help: bool,
     pub version: bool,
 }
@@ -175,6 +185,8 @@ impl Default for Args {
             idle_timeout: Duration::from_secs(120),
             max_connections: 0,
             path: None,
+            env_used: Vec::new(),
+            env_ignored: Vec::new(),
             help: false,
             version: false,
         }
@@ -197,31 +209,47 @@ fn flag_error(flag: &str, message: impl std::fmt::Display) -> CliError {
     CliError(format!("{flag}: {message}"))
 }
 
-/// Parses the arguments after argv[0]. `--addr` defaults to 127.0.0.1:8080 only when none is given.
+/// Parses the arguments after argv[0], with no environment. `--addr` defaults to
+/// 127.0.0.1:8080 only when none is given.
 pub fn parse_args<I>(args: I) -> Result<Args, CliError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
-    let mut parser = Parser::from_args(args);
-    let mut args = Args {
+    parse_args_env(args, std::iter::empty::<(OsString, OsString)>())
+}
+
+/// Parses the arguments after argv[0] over the `RCLONE_*` variables of `env`, with rclone's
+/// precedence: a variable sets its flag's starting value, so the command line wins; for a
+/// repeatable flag the variable is a CSV list and the command line adds to it.
+pub fn parse_args_env<I, E>(args: I, env: E) -> Result<Args, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+    E: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut parsed = Args {
         addrs: Vec::new(),
         ..Args::default()
     };
+    env::apply(&mut parsed, env)?;
+    let mut parser = Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(from_lexopt)? {
         match arg {
-            Arg::Value(value) => args.set_path(value)?,
-            Arg::Short(c) => args.apply_short(c)?,
+            Arg::Value(value) => parsed.set_path(value)?,
+            Arg::Short(c) => parsed.apply_short(c)?,
             Arg::Long(name) => {
                 let flag = format!("--{name}");
-                args.apply_long(&flag, &mut parser)?;
+                if !parsed.apply_long(&flag, &mut parser)? {
+                    return Err(unrecognised(&flag));
+                }
             }
         }
     }
-    if args.addrs.is_empty() {
-        args.addrs.push(DEFAULT_ADDR.to_owned());
+    if parsed.addrs.is_empty() {
+        parsed.addrs.push(DEFAULT_ADDR.to_owned());
     }
-    Ok(args)
+    Ok(parsed)
 }
 
 impl Args {
@@ -237,7 +265,9 @@ impl Args {
         Ok(())
     }
 
-    fn apply_long(&mut self, flag: &str, p: &mut Parser) -> Result<(), CliError> {
+    /// Applies one long flag, taking its value from `p`; `Ok(false)` when s3serve has no such
+    /// flag.
+    fn apply_long(&mut self, flag: &str, p: &mut Parser) -> Result<bool, CliError> {
         match flag {
             "--addr" => self.addrs.push(typed(p, flag, |s| Ok(s.to_owned()))?),
             "--auth-key" => self.auth_keys.push(typed(p, flag, parse_auth_key)?),
@@ -257,7 +287,7 @@ impl Args {
             "--umask" => self.umask = typed(p, flag, parse_file_mode)?,
             "--no-modtime" => self.no_modtime = switch(p, flag)?,
             "--verbose" => self.verbose = self.verbose.saturating_add(1),
-            "--quiet" => self.quiet = true,
+            "--quiet" => self.quiet = switch(p, flag)?,
             "--log-level" => self.log_level = Some(typed(p, flag, parse_log_level)?),
             "--log-file" => self.log_file = Some(PathBuf::from(raw_value(p, flag)?)),
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
@@ -280,9 +310,9 @@ impl Args {
             "--max-connections" => self.max_connections = typed(p, flag, parse_count)?,
             "--help" => self.help = true,
             "--version" => self.version = true,
-            _ => return Err(unrecognised(flag)),
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 
     fn set_path(&mut self, value: OsString) -> Result<(), CliError> {

@@ -6,7 +6,23 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 
 fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_s3serve"))
+    spawn_env(args, &[])
+}
+
+/// The binary, with no `RCLONE_*` variable but those given.
+fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_s3serve"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RCLONE_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, Vec<String>) {
+    let mut child = command(env)
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
@@ -79,10 +95,7 @@ fn flag_errors_name_the_flag() {
         (vec!["--umask", "9", "d"], "--umask"),
         (vec![], "PATH"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_s3serve"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = command(&[]).args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -97,4 +110,47 @@ fn flag_errors_name_the_flag() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("s3serve "));
+}
+
+#[test]
+fn rclone_auth_key_variable_closes_the_server() {
+    let dir = TempDir::new();
+    let root = dir.0.to_str().unwrap();
+    let env = [
+        ("RCLONE_AUTH_KEY", "\"AKID,SECRET\""),
+        ("RCLONE_VFS_CACHE_MODE", "full"),
+    ];
+    let (mut child, addr, lines) = spawn_env(&["--addr", "127.0.0.1:0", root], &env);
+    let all = lines.concat();
+    assert!(!all.contains("anonymous"), "{all}");
+    assert!(all.contains("RCLONE_VFS_CACHE_MODE"), "{all}");
+    let r = raw_exchange(
+        addr,
+        b"PUT /open HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!((r.status, r.code()), (403, "AccessDenied".to_string()));
+    assert!(!dir.0.join("open").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn rclone_variables_that_cannot_be_honoured_stop_the_start() {
+    for (name, value, needle) in [
+        ("RCLONE_AUTH_KEY", "AKID,hunter2", "quote each pair"),
+        ("RCLONE_HTPASSWD", "/etc/htpasswd", "RCLONE_HTPASSWD is set"),
+        (
+            "RCLONE_AUTH_PROXY",
+            "/bin/proxy",
+            "RCLONE_AUTH_PROXY is set",
+        ),
+        ("RCLONE_READ_ONLY", "maybe", "RCLONE_READ_ONLY: --read-only"),
+    ] {
+        let out = command(&[(name, value)]).arg("d").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(!err.contains("hunter2"), "{name}: {err}");
+    }
 }

@@ -7,7 +7,7 @@ and the server's peak RSS (VmHWM) and CPU seconds. The bytes on disk are compare
 source, so a server that stores garbage cannot win.
 
 Usage: .venv/bin/python scripts/bench_multipart.py [--size-mib 4096] [--rounds 1]
-Env: S3SERVE_BIN (default target/release/s3serve), RCLONE_BIN (default: fetched into .tools).
+Env: S3SERVE_BIN (default target/release/s3serve), RCLONE_BIN (default: what scripts/rclone-ref finds or installs).
 """
 
 import argparse
@@ -39,9 +39,9 @@ def free_port():
 def rclone_bin():
     if os.environ.get("RCLONE_BIN"):
         return os.environ["RCLONE_BIN"]
-    out = subprocess.run(["bash", str(REPO.parent / "shared/tools/fetch-rclone.sh"), str(REPO / ".tools")],
-                         check=True, capture_output=True, text=True).stdout
-    return out.strip().splitlines()[-1]
+    out = subprocess.run([str(REPO / "scripts" / "rclone-ref")], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout
+    return out.strip()
 
 
 def proc_stats(pid):

@@ -2,7 +2,7 @@
 
 The suite starts s3serve itself: a session-wide default server, plus a factory
 for extra servers with other flags. Set S3SERVE_BIN to choose the binary, or
-S3SERVE_RCLONE=1 to run the suite against the reference `rclone serve s3`
+S3SERVE_RCLONE=1 to run the suite against the reference `rclone serve s3` (RCLONE_BIN)
 (useful to debug the suite; rclone fails many tests on purpose).
 
 Tests import the helpers below with `from conftest import ...` (pytest puts
@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-RCLONE = os.environ.get("S3SERVE_RCLONE_BIN", "/work/rclone/rclone")
+RCLONE = os.environ.get("RCLONE_BIN", str(REPO / ".tools" / "rclone"))
 USE_RCLONE = os.environ.get("S3SERVE_RCLONE", "") not in ("", "0")
 S3SERVE_BIN = os.environ.get("S3SERVE_BIN", str(REPO / "target" / "release" / "s3serve"))
 AWS_BIN = os.environ.get("S3SERVE_AWS_BIN", str(REPO / ".venv" / "bin" / "aws"))

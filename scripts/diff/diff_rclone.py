@@ -16,7 +16,7 @@ the answer recorded there. The run fails when:
 Usage (from the repo root):
   .venv/bin/python scripts/diff/diff_rclone.py [--report FILE]
   .venv/bin/python scripts/diff/diff_rclone.py --self-test   # rclone against rclone
-Env: RCLONE_BIN (default: ../shared/tools/fetch-rclone.sh .tools), S3SERVE_BIN (default
+Env: RCLONE_BIN (default: what scripts/rclone-ref finds or installs), S3SERVE_BIN (default
 target/release/s3serve).
 """
 
@@ -425,10 +425,9 @@ def find_rclone(arg):
         return arg
     if os.environ.get("RCLONE_BIN"):
         return os.environ["RCLONE_BIN"]
-    script = os.path.join(REPO, "..", "shared", "tools", "fetch-rclone.sh")
-    out = subprocess.run(["bash", script, os.path.join(REPO, ".tools")], check=True,
+    out = subprocess.run([os.path.join(REPO, "scripts", "rclone-ref")], check=True,
                          stdout=subprocess.PIPE, text=True, timeout=300).stdout
-    return out.strip().splitlines()[-1]
+    return out.strip()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
     pub tls13_only: bool,
-    /// `--min-tls-version` asked for a version rustls does not have (TLS 1.0 or 1.1).
+    /// `--min-tls-version` was given, and asked for a version rustls does not have (TLS 1.0
+    /// or 1.1). Not set by rclone's default, which the user did not ask for.
     pub older_than_supported: bool,
 }
 
@@ -202,8 +203,8 @@ fn tls_files(a: &Args) -> Result<Option<TlsFiles>, String> {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: a.client_ca.clone(),
-            tls13_only: a.min_tls_version == "tls1.3",
-            older_than_supported: matches!(a.min_tls_version.as_str(), "tls1.0" | "tls1.1"),
+            tls13_only: a.min_tls_version.as_deref() == Some("tls1.3"),
+            older_than_supported: matches!(a.min_tls_version.as_deref(), Some("tls1.0" | "tls1.1")),
         })),
         (Some(_), None) => Err("--cert: needs --key".into()),
         (None, Some(_)) => Err("--key: needs --cert".into()),
@@ -349,6 +350,15 @@ mod tests {
         .unwrap();
         let files = t.tls.unwrap();
         assert!(files.tls13_only && !files.older_than_supported);
+        // Only a TLS version the user asked for is worth a warning, not rclone's default.
+        let tls = |extra: &[&str]| {
+            let mut all = vec!["--cert", "c.pem", "--key", "k.pem", "d"];
+            all.extend_from_slice(extra);
+            Config::from_args(&args(&all)).unwrap().tls.unwrap()
+        };
+        assert!(!tls(&[]).older_than_supported && !tls(&[]).tls13_only);
+        assert!(tls(&["--min-tls-version", "tls1.1"]).older_than_supported);
+        assert!(!tls(&["--min-tls-version", "tls1.2"]).older_than_supported);
         assert_eq!(t.plain_addrs, vec![t.addrs[1]]);
         assert!(Config::from_args(&args(&["--cert", "c.pem", "d"]))
             .unwrap_err()

@@ -132,7 +132,9 @@ pub struct Args {
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
     /// `tls1.0` … `tls1.3`.
-    pub min_tls_version: String,
+    /// `--min-tls-version`, when given: `tls1.0` … `tls1.3`. Unset means rclone's default
+    /// (`tls1.0`), which rustls serves as TLS 1.2 without comment.
+    pub min_tls_version: Option<String>,
     pub max_header_bytes: usize,
     pub server_read_timeout: Duration,
     pub server_write_timeout: Duration,
@@ -178,7 +180,7 @@ impl Default for Args {
             cert: None,
             key: None,
             client_ca: None,
-            min_tls_version: "tls1.0".to_owned(),
+            min_tls_version: None,
             max_header_bytes: 4096,
             server_read_timeout: Duration::from_secs(3600),
             server_write_timeout: Duration::from_secs(3600),
@@ -302,7 +304,7 @@ impl Args {
             "--cert" => self.cert = Some(PathBuf::from(raw_value(p, flag)?)),
             "--key" => self.key = Some(PathBuf::from(raw_value(p, flag)?)),
             "--client-ca" => self.client_ca = Some(PathBuf::from(raw_value(p, flag)?)),
-            "--min-tls-version" => self.min_tls_version = typed(p, flag, parse_tls_version)?,
+            "--min-tls-version" => self.min_tls_version = Some(typed(p, flag, parse_tls_version)?),
             "--max-header-bytes" => self.max_header_bytes = typed(p, flag, parse_count)?,
             "--server-read-timeout" => self.server_read_timeout = typed(p, flag, parse_duration)?,
             "--server-write-timeout" => self.server_write_timeout = typed(p, flag, parse_duration)?,

@@ -16,7 +16,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::relay::{self, Plain, Shared, Side};
-use super::tls::Tls;
+use super::tls::{Tls, TlsServer};
 
 /// How often an accept loop looks at the stop flag.
 const ACCEPT_TICK: Duration = Duration::from_millis(200);
@@ -27,7 +27,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One bound listening socket.
 pub enum Listener {
-    Tcp(TcpListener, Option<Arc<rustls::ServerConfig>>),
+    Tcp(TcpListener, Option<Arc<TlsServer>>),
     Unix(UnixListener),
 }
 

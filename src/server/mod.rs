@@ -163,7 +163,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
                     "--min-tls-version: TLS 1.0 and 1.1 are not available; the minimum is TLS 1.2"
                 );
             }
-            Some(tls::server_config(files)?)
+            Some(tls::TlsServer::new(files)?)
         }
         None => None,
     };

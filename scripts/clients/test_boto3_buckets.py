@@ -139,6 +139,53 @@ def test_root_files_are_not_buckets(start_server):
     expect_error(404, "NoSuchBucket", c.list_objects_v2, Bucket="rootfile")
 
 
+NAS_FOLDERS = [".snapshots", "@eaDir", "#recycle", "lost+found", ".Trash-1000", ".hidden"]
+
+
+def test_folders_that_are_not_bucket_names_are_not_listed(start_server):
+    """A NAS volume's own folders are not buckets; legacy-style names (upper case, `_`) are."""
+    srv = start_server()
+    for name in NAS_FOLDERS + ["Photos", "home_share"]:
+        (srv.data_dir / name).mkdir()
+    s3 = srv.client()
+    s3.create_bucket(Bucket="backups")
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert names == ["Photos", "backups", "home_share"]
+    assert s3.list_objects_v2(Bucket="Photos")["KeyCount"] == 0
+
+
+def test_list_buckets_pages(start_server):
+    srv = start_server()
+    s3 = srv.client()
+    made = ["alpha", "beta-1", "beta-2", "beta-3", "gamma"]
+    for name in made:
+        s3.create_bucket(Bucket=name)
+    (srv.data_dir / "@eaDir").mkdir()
+    r = s3.list_buckets(MaxBuckets=2)
+    assert [b["Name"] for b in r["Buckets"]] == ["alpha", "beta-1"]
+    assert all(b["BucketRegion"] == "us-east-1" for b in r["Buckets"])
+    token = r["ContinuationToken"]
+    r = s3.list_buckets(MaxBuckets=2, ContinuationToken=token)
+    assert [b["Name"] for b in r["Buckets"]] == ["beta-2", "beta-3"]
+    r = s3.list_buckets(MaxBuckets=2, ContinuationToken=r["ContinuationToken"])
+    assert [b["Name"] for b in r["Buckets"]] == ["gamma"] and "ContinuationToken" not in r
+    # The SDK's paginator walks them all, one bucket a page.
+    pages = list(s3.get_paginator("list_buckets").paginate(PaginationConfig={"PageSize": 1}))
+    assert [b["Name"] for p in pages for b in p["Buckets"]] == made
+    r = s3.list_buckets(Prefix="beta", MaxBuckets=2)
+    assert [b["Name"] for b in r["Buckets"]] == ["beta-1", "beta-2"] and r["Prefix"] == "beta"
+    r = s3.list_buckets(Prefix="beta", ContinuationToken=r["ContinuationToken"])
+    assert [b["Name"] for b in r["Buckets"]] == ["beta-3"] and "ContinuationToken" not in r
+    assert [b["Name"] for b in s3.list_buckets(BucketRegion="us-east-1")["Buckets"]] == made
+    assert s3.list_buckets(BucketRegion="eu-west-1")["Buckets"] == []
+    assert s3.list_buckets(Prefix="zzz")["Buckets"] == []
+    for bad in ("0", "10001", "x"):
+        r = raw_request(srv, "GET", "/", query={"max-buckets": bad})
+        assert (r.status, r.code) == (400, "InvalidArgument"), r
+    r = raw_request(srv, "GET", "/", query={"continuation-token": "!!"})
+    assert (r.status, r.code) == (400, "InvalidArgument"), r
+
+
 def test_s3serve_names_never_listed(start_server):
     srv = start_server()
     c = srv.client()

@@ -430,7 +430,8 @@ fn page_response(body: Page) -> Response {
         .with_body(Body::Shared(body))
 }
 
-fn decode_token(t: &str) -> Result<String, S3Error> {
+/// The name a continuation token (ours: the last name of the page before) stands for.
+pub(crate) fn decode_token(t: &str) -> Result<String, S3Error> {
     util::unbase64(t)
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|s| !s.is_empty())

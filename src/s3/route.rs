@@ -50,6 +50,13 @@ const OBJECT_READ_PARAMS: [&str; 8] = [
     "versionId",
 ];
 
+const LIST_BUCKETS_PARAMS: [&str; 4] = [
+    "max-buckets",
+    "continuation-token",
+    "prefix",
+    "bucket-region",
+];
+
 const LIST_PARAMS: [&str; 9] = [
     "list-type",
     "prefix",
@@ -113,7 +120,7 @@ impl Endpoint {
             return Err(not_implemented("Object versioning"));
         }
         if bucket.is_empty() {
-            return match (method, subresource(q, &[])) {
+            return match (method, subresource(q, &LIST_BUCKETS_PARAMS)) {
                 ("GET", None) => Ok(Endpoint::ListBuckets),
                 ("GET", Some(s)) => Err(not_implemented(&format!("The ?{s} subresource"))),
                 _ => Err(method_not_allowed(method)),
@@ -245,6 +252,11 @@ mod tests {
         use Endpoint::*;
         let table: &[(&str, Result<Endpoint, Code>)] = &[
             ("GET /", Ok(ListBuckets)),
+            (
+                "GET /?max-buckets=2&prefix=a&bucket-region=us-east-1",
+                Ok(ListBuckets),
+            ),
+            ("GET /?continuation-token=YQ", Ok(ListBuckets)),
             ("PUT /b", Ok(CreateBucket)),
             ("DELETE /b", Ok(DeleteBucket)),
             ("HEAD /b", Ok(HeadBucket)),

@@ -37,27 +37,31 @@ fn bucket_life_cycle() {
 #[test]
 fn anonymous_server_lists_buckets_and_locations() {
     let dir = TempDir::new();
-    std::fs::create_dir(dir.0.join("b1")).unwrap();
+    std::fs::create_dir(dir.0.join("bk1")).unwrap();
     std::fs::write(dir.0.join("rootfile.txt"), b"not a bucket").unwrap();
+    // Too short for any of S3's naming rules, so no client could name it: not a bucket.
+    std::fs::create_dir(dir.0.join("b2")).unwrap();
     let s = start(s3serve::config::Config::for_tests(
         s3serve::config::Storage::Local(dir.0.clone()),
     ));
     let r = s.raw("GET", "/", &[], b"");
     assert_eq!(r.header("content-type"), Some("application/xml"));
     assert!(
-        !r.text().contains("rootfile") && !r.text().contains(".s3serve"),
+        !r.text().contains("rootfile")
+            && !r.text().contains(".s3serve")
+            && !r.text().contains("<Name>b2</Name>"),
         "{}",
         r.text()
     );
     assert!(r
         .text()
         .contains("<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
-    assert!(r.text().contains("<Name>b1</Name>"));
+    assert!(r.text().contains("<Name>bk1</Name>"));
     assert!(s
-        .raw("GET", "/b1?location", &[], b"")
+        .raw("GET", "/bk1?location", &[], b"")
         .text()
         .contains("<LocationConstraint"));
-    let v = s.raw("GET", "/b1?versioning", &[], b"");
+    let v = s.raw("GET", "/bk1?versioning", &[], b"");
     assert!(v.text().contains("<VersioningConfiguration") && !v.text().contains("<Status>"));
     assert_eq!(
         s.raw("GET", "/nope?location", &[], b"").code(),

@@ -152,6 +152,83 @@ def test_full_object_crc64nvme_multipart_is_the_whole_objects_crc(s3, bucket):
     assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "FULL_OBJECT"
 
 
+def digest(alg, data):
+    """The raw checksum of data, computed here (awscrt comes with the aws cli's deps)."""
+    from awscrt import checksums
+    crcs = {"CRC32": (checksums.crc32, 4), "CRC32C": (checksums.crc32c, 4), "CRC64NVME": (checksums.crc64nvme, 8)}
+    if alg in crcs:
+        fn, size = crcs[alg]
+        return fn(data).to_bytes(size, "big")
+    return hashlib.new(alg.lower(), data).digest()
+
+
+# Every algorithm with each checksum type S3 allows it (CRC64NVME is full-object only, and the
+# SHAs composite only).
+CHECKSUM_MODES = [("CRC32", "FULL_OBJECT"), ("CRC32C", "FULL_OBJECT"), ("CRC64NVME", "FULL_OBJECT"),
+                  ("CRC32", "COMPOSITE"), ("CRC32C", "COMPOSITE"), ("SHA1", "COMPOSITE"), ("SHA256", "COMPOSITE")]
+
+
+def three_part_upload(s3, bucket, key, alg, kind):
+    """Parts of 5 MiB of A, B and C with their checksums; returns (upload id, parts, data)."""
+    uid = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=alg, ChecksumType=kind)["UploadId"]
+    parts, datas = [], []
+    for number, fill in enumerate(b"ABC", 1):
+        body = bytes([fill]) * (5 * MIB)
+        r = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=number, Body=body,
+                           **{f"Checksum{alg}": b64(digest(alg, body))})
+        parts.append({"PartNumber": number, "ETag": r["ETag"], f"Checksum{alg}": r[f"Checksum{alg}"]})
+        datas.append(body)
+    return uid, parts, datas
+
+
+def test_complete_accepts_the_documented_full_object_crc32(s3, bucket):
+    """The reproduction from the issue: A, B, C parts, and the whole object's CRC32 WgDhBQ==."""
+    uid, parts, datas = three_part_upload(s3, bucket, "abc", "CRC32", "FULL_OBJECT")
+    assert crc32_b64(b"".join(datas)) == "WgDhBQ=="
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="abc", UploadId=uid, MultipartUpload={"Parts": parts},
+                                        ChecksumCRC32="WgDhBQ==", ChecksumType="FULL_OBJECT")
+    assert done["ChecksumCRC32"] == "WgDhBQ==" and done["ChecksumType"] == "FULL_OBJECT"
+
+
+@pytest.mark.parametrize("alg,kind", CHECKSUM_MODES)
+def test_complete_checks_the_claimed_object_checksum(s3, bucket, alg, kind):
+    key = f"claimed-{alg}-{kind}"
+    uid, parts, datas = three_part_upload(s3, bucket, key, alg, kind)
+    if kind == "FULL_OBJECT":
+        value = b64(digest(alg, b"".join(datas)))
+    else:
+        value = b64(digest(alg, b"".join(digest(alg, d) for d in datas)))
+    with_count = value + "-3"
+    complete = dict(Bucket=bucket, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    wrong = b64(digest(alg, b"something else"))
+    expect_error(400, "BadDigest", s3.complete_multipart_upload, **complete, **{f"Checksum{alg}": wrong})
+    if kind == "COMPOSITE":
+        # The part count after a composite value must be the number of parts completed.
+        expect_error(400, "InvalidRequest", s3.complete_multipart_upload, **complete,
+                     **{f"Checksum{alg}": value + "-2"})
+        claim = with_count
+    else:
+        expect_error(400, "InvalidRequest", s3.complete_multipart_upload, **complete,
+                     **{f"Checksum{alg}": with_count})
+        claim = value
+    other = "COMPOSITE" if kind == "FULL_OBJECT" else "FULL_OBJECT"
+    expect_error(400, "InvalidRequest", s3.complete_multipart_upload, **complete, ChecksumType=other)
+    # Every refusal kept the upload: the right claim completes it.
+    done = s3.complete_multipart_upload(**complete, **{f"Checksum{alg}": claim}, ChecksumType=kind)
+    stored = value if kind == "FULL_OBJECT" else with_count
+    assert done[f"Checksum{alg}"] == stored
+    h = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert h[f"Checksum{alg}"] == stored
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == kind
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(datas)
+
+
+def test_complete_refuses_a_checksum_the_upload_was_not_made_with(s3, bucket):
+    uid, parts, _ = three_part_upload(s3, bucket, "mismatch", "CRC32", "FULL_OBJECT")
+    expect_error(400, "InvalidRequest", s3.complete_multipart_upload, Bucket=bucket, Key="mismatch", UploadId=uid,
+                 MultipartUpload={"Parts": parts}, ChecksumSHA256=b64(hashlib.sha256(b"x").digest()))
+
+
 @pytest.fixture
 def trailer_mode(monkeypatch):
     """boto3 sends aws-chunked bodies with trailer checksums only over https; make it believe

@@ -10,7 +10,7 @@ use crate::backend::PartInfo;
 use crate::ops::checksum;
 use crate::ops::headers::{self, quote};
 use crate::ops::xml::{self, XmlWriter};
-use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
+use crate::ops::{Body, Code, Ctx, Headers, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::WriteCheck;
@@ -136,6 +136,61 @@ fn object_checksum(alg: ChecksumAlg, kind: &str, parts: &[PartInfo]) -> Option<S
     ))
 }
 
+/// The whole object's checksum a Complete request claims in `x-amz-checksum-<alg>` (the
+/// digest, and `-N` after a composite one), checked against the upload's algorithm, type
+/// (`x-amz-checksum-type`, when sent) and part count; `None` when it claims none.
+fn claimed_checksum(
+    h: &Headers,
+    alg: Option<ChecksumAlg>,
+    kind: &str,
+    parts: usize,
+) -> Result<Option<Vec<u8>>, S3Error> {
+    let bad = |m: String| S3Error::new(Code::InvalidRequest, m);
+    if let Some(t) = h.get("x-amz-checksum-type") {
+        if !t.trim().eq_ignore_ascii_case(kind) {
+            return Err(bad(format!("The upload was created using the {kind} checksum mode. The complete request must use the same checksum mode.")));
+        }
+    }
+    let mut named = ChecksumAlg::ALL
+        .into_iter()
+        .filter_map(|a| Some((a, h.get(&a.header())?.trim())));
+    let Some((a, value)) = named.next() else {
+        return Ok(None);
+    };
+    if named.next().is_some() {
+        return Err(bad(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                .into(),
+        ));
+    }
+    if alg != Some(a) {
+        let created = alg.map_or("no checksum algorithm".into(), |u| u.name().to_string());
+        return Err(bad(format!(
+            "The upload was created using {created}, but the complete request names {}.",
+            a.name()
+        )));
+    }
+    let invalid = || bad(format!("Value for {} header is invalid.", a.header()));
+    let (digest, count) = match value.split_once('-') {
+        Some((d, n)) => (d, Some(n.parse::<usize>().map_err(|_| invalid())?)),
+        None => (value, None),
+    };
+    let raw = util::unbase64(digest)
+        .filter(|r| r.len() == a.digest_len())
+        .ok_or_else(invalid)?;
+    match count {
+        Some(_) if kind != checksum::COMPOSITE => Err(bad(format!(
+            "A {kind} checksum has no part count; {} names one.",
+            a.header()
+        ))),
+        Some(n) if n != parts => Err(bad(format!(
+            "The {} names {n} parts, but the request completes {parts}.",
+            a.header()
+        ))),
+        _ => Ok(Some(raw)),
+    }
+}
+
 /// `md5(concatenated binary part MD5s)-N`.
 pub fn multipart_etag(parts: &[PartInfo]) -> String {
     let mut h = Md5::new();
@@ -164,7 +219,7 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     ctx.check_writable()?;
     rq.check_key()?;
     let info = upload(ctx, rq)?;
-    let body = rq.read_xml()?;
+    let body = rq.read_xml_checked(false)?;
     let wanted = parse_complete(&body)?;
     if let Some(etag) = &info.done_etag {
         return retried_complete(ctx, rq, etag);
@@ -179,20 +234,18 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     meta.parts = parts.iter().map(|p| p.size).collect();
     meta.checksums.clear();
     let kind = upload_kind(&info).to_string();
+    let claimed = claimed_checksum(rq.headers, alg, &kind, parts.len())?;
     let object_ck = alg.and_then(|a| Some((a, object_checksum(a, &kind, &parts)?)));
     if let Some((a, value)) = &object_ck {
-        if let Some(claimed) = rq.headers.get(&a.header()) {
-            if claimed.trim() != value.split('-').next().unwrap_or_default()
-                && claimed.trim() != value
-            {
-                return Err(S3Error::new(
-                    Code::BadDigest,
-                    format!(
-                        "The {} you specified did not match the calculated checksum.",
-                        a.name()
-                    ),
-                ));
-            }
+        let computed = value.split('-').next().unwrap_or_default();
+        if claimed.is_some_and(|raw| util::base64(&raw) != computed) {
+            return Err(S3Error::new(
+                Code::BadDigest,
+                format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    a.name()
+                ),
+            ));
         }
         meta.checksums = vec![
             (a.name().into(), value.clone()),
@@ -411,6 +464,57 @@ mod tests {
         let composite = object_checksum(alg, checksum::COMPOSITE, &parts).unwrap();
         let raw = [alg.digest(b"hello "), alg.digest(b"world, combined")].concat();
         assert_eq!(composite, format!("{}-2", util::base64(&alg.digest(&raw))));
+    }
+
+    #[test]
+    fn claimed_object_checksums() {
+        let crc = ChecksumAlg::Crc32;
+        let h = |pairs: &[(&str, &str)]| Headers::from_pairs(pairs);
+        let claim =
+            |pairs: &[(&str, &str)], kind: &str| claimed_checksum(&h(pairs), Some(crc), kind, 3);
+        let full = checksum::FULL_OBJECT;
+        let composite = checksum::COMPOSITE;
+        let raw = Some(vec![0x5a, 0x00, 0xe1, 0x05]);
+        assert_eq!(
+            claim(&[("x-amz-checksum-crc32", "WgDhBQ==")], full).unwrap(),
+            raw
+        );
+        assert_eq!(
+            claim(&[("x-amz-checksum-crc32", "WgDhBQ==-3")], composite).unwrap(),
+            raw
+        );
+        assert_eq!(
+            claim(&[("x-amz-checksum-crc32", "WgDhBQ==")], composite).unwrap(),
+            raw
+        );
+        assert_eq!(claim(&[], full).unwrap(), None);
+        let type_sent = [("x-amz-checksum-type", "full_object")];
+        assert_eq!(claim(&type_sent, full).unwrap(), None);
+        for (pairs, kind) in [
+            (&[("x-amz-checksum-crc32", "WgDhBQ==-2")][..], composite),
+            (&[("x-amz-checksum-crc32", "WgDhBQ==-3")], full),
+            (&[("x-amz-checksum-crc32", "WgDhBQ==-x")], composite),
+            (&[("x-amz-checksum-crc32", "WgDh")], full),
+            (&[("x-amz-checksum-crc32c", "WgDhBQ==")], full),
+            (&[("x-amz-checksum-type", "COMPOSITE")], full),
+            (
+                &[
+                    ("x-amz-checksum-crc32", "WgDhBQ=="),
+                    ("x-amz-checksum-sha1", "x"),
+                ],
+                full,
+            ),
+        ] {
+            let code = claim(pairs, kind).unwrap_err().code;
+            assert_eq!(code, Code::InvalidRequest, "{pairs:?} {kind}");
+        }
+        let none = claimed_checksum(
+            &h(&[("x-amz-checksum-crc32", "WgDhBQ==")]),
+            None,
+            composite,
+            3,
+        );
+        assert_eq!(none.unwrap_err().code, Code::InvalidRequest);
     }
 
     #[test]

@@ -514,7 +514,7 @@ def raw_request(server, method, path, query=None, headers=None, body=b"", sign=T
     else:
         hdrs = {k.lower(): v for k, v in hdrs.items()}
         hdrs["host"] = host
-    if body or method in ("PUT", "POST"):
+    if (body or method in ("PUT", "POST")) and "transfer-encoding" not in hdrs:
         hdrs.setdefault("content-length", str(len(body)))
     conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     try:

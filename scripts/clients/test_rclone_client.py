@@ -94,3 +94,17 @@ def test_rclone_multipart_upload_with_small_chunks(rclone, data_dir, tmp_path):
     rclone("copyto", f"s3s:{bucket}/big.bin", tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == data
     rclone("check", "--download", src.parent, f"s3s:{bucket}", "--include", "big.bin")
+
+
+def test_rclone_directory_markers(rclone, data_dir):
+    """rclone --s3-directory-markers makes an empty folder as a marker, lists it, removes it."""
+    bucket = unique_bucket_name("rclonedm")
+    rclone("mkdir", f"s3s:{bucket}")
+    rclone("mkdir", "--s3-directory-markers", f"s3s:{bucket}/empty/inner")
+    assert (data_dir / bucket / "empty" / "inner").is_dir()
+    assert rclone("lsf", "--dirs-only", f"s3s:{bucket}").stdout.split() == ["empty/"]
+    assert rclone("lsf", "--dirs-only", f"s3s:{bucket}/empty").stdout.split() == ["inner/"]
+    # rclone removes the markers of the empty folders below the path it is given.
+    rclone("rmdirs", "--s3-directory-markers", "--leave-root", f"s3s:{bucket}/empty")
+    assert not (data_dir / bucket / "empty").exists()
+    assert rclone("lsf", f"s3s:{bucket}").stdout.split() == []

@@ -2,6 +2,16 @@
 //! must be a plain file name: never empty, `.` or `..`, never with NUL, at most 255 bytes, and
 //! never starting with `.s3serve` (our private names). Unsafe keys are rejected, never
 //! "cleaned" into another path, so no input can reach outside the served root.
+//!
+//! One `/` may end a key: that key is a folder marker, the empty object that S3 tools (the
+//! AWS console's "Create folder", Hadoop S3A, s3fs, rclone) make to stand for a folder. It is
+//! kept as the folder itself, with a hidden file inside ([`FOLDER_MARKER`]) that holds its
+//! metadata the way any object file does. While the marker stands, the folder is not empty,
+//! so the cleanup of empty folders after a delete, from this process or another sharing the
+//! filesystem, can never take it away; and like any entry it moves the folder's modification
+//! time and is seen by directory watches.
+
+use std::borrow::Cow;
 
 use super::{BackendError, ErrorKind};
 
@@ -12,8 +22,26 @@ pub const MAX_SEGMENT_LEN: usize = 255;
 /// Prefix of every name s3serve keeps for itself.
 pub const HIDDEN_PREFIX: &str = ".s3serve";
 
+/// The file inside a folder that makes the folder a folder marker (see the module notes).
+pub const FOLDER_MARKER: &str = ".s3serve-folder";
+
 pub fn is_hidden(name: &str) -> bool {
     name.starts_with(HIDDEN_PREFIX)
+}
+
+/// Whether `key` names a folder marker.
+pub fn is_folder_marker(key: &str) -> bool {
+    key.ends_with('/')
+}
+
+/// Where `key` is stored, from its bucket: the key itself, or the marker file inside the
+/// folder that a folder marker's key names.
+pub fn storage_path(key: &str) -> Cow<'_, str> {
+    if is_folder_marker(key) {
+        Cow::Owned(format!("{key}{FOLDER_MARKER}"))
+    } else {
+        Cow::Borrowed(key)
+    }
 }
 
 /// Checks a key; the error says what is wrong with it.
@@ -24,10 +52,11 @@ pub fn check(key: &str) -> Result<(), BackendError> {
             "Your key is too long",
         ));
     }
-    if key.is_empty() {
+    let path = key.strip_suffix('/').unwrap_or(key);
+    if path.is_empty() {
         return Err(invalid("the key is empty"));
     }
-    for seg in key.split('/') {
+    for seg in path.split('/') {
         check_segment(seg)?;
     }
     Ok(())
@@ -74,11 +103,23 @@ mod tests {
     }
 
     #[test]
+    fn folder_markers_are_stored_inside_their_folder() {
+        for k in ["a/", "photos/2026/"] {
+            assert!(check(k).is_ok() && is_folder_marker(k), "{k}");
+        }
+        assert_eq!(storage_path("photos/2026/"), "photos/2026/.s3serve-folder");
+        assert_eq!(storage_path("photos/2026"), "photos/2026");
+        assert!(!is_folder_marker("a"));
+    }
+
+    #[test]
     fn rejects_unsafe_keys() {
         for k in [
             "",
+            "/",
+            "//",
             "/a",
-            "a/",
+            "a//",
             "a//b",
             "./a",
             "a/./b",

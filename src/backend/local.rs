@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlags};
 
-use super::key::{is_hidden, HIDDEN_PREFIX};
+use super::key::{is_hidden, storage_path, FOLDER_MARKER, HIDDEN_PREFIX};
 use super::uploads::{LocalUploads, Uploads};
 use super::watch::Removals;
 use super::{
@@ -129,30 +129,40 @@ impl LocalBackend {
     }
 
     /// Opens the directory that holds `key`, creating missing directories when `create`.
-    fn parent_fd(&self, bucket: &str, key: &str, create: bool) -> Result<OwnedFd> {
+    /// Also returns the shallowest directory this call created, from the bucket.
+    fn parent_fd(&self, bucket: &str, key: &str, create: bool) -> Result<(OwnedFd, Option<usize>)> {
         let bucket_fd = self.bucket_fd(bucket)?;
         let Some((dir, _)) = key.rsplit_once('/') else {
-            return Ok(bucket_fd);
+            return Ok((bucket_fd, None));
         };
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         match rfs::openat2(&bucket_fd, dir, flags, Mode::empty(), resolve()) {
-            Ok(fd) => Ok(fd),
+            Ok(fd) => Ok((fd, None)),
             Err(rustix::io::Errno::NOENT) if create => self.make_dirs(bucket_fd, dir),
             Err(e) => Err(dir_error(errno(e))),
         }
     }
 
-    fn make_dirs(&self, mut fd: OwnedFd, dir: &str) -> Result<OwnedFd> {
+    /// Makes the missing directories of path `dir` under `fd`; returns the last one opened
+    /// and the length of `dir`'s prefix that names the first one made, if any.
+    fn make_dirs(&self, mut fd: OwnedFd, dir: &str) -> Result<(OwnedFd, Option<usize>)> {
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let mut made = None;
+        let mut end = 0;
         for seg in dir.split('/') {
+            end += seg.len();
             match rfs::mkdirat(&fd, seg, Mode::from_raw_mode(self.perms.dir)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Ok(()) => {
+                    made.get_or_insert(end);
+                }
+                Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(dir_error(errno(e))),
             }
+            end += 1;
             fd = rfs::openat2(&fd, seg, flags, Mode::empty(), resolve())
                 .map_err(|e| dir_error(errno(e)))?;
         }
-        Ok(fd)
+        Ok((fd, made))
     }
 
     /// Opens an object file and stats it. A missing key is told from a missing bucket only
@@ -238,13 +248,17 @@ impl LocalBackend {
         }
     }
 
-    fn cleanup_parents(&self, bucket: &str, key: &str) {
+    /// Removes the directories above `key` that are empty, deepest first, down to those
+    /// at least `floor` bytes long (0: all of them, up to the bucket).
+    fn cleanup_parents(&self, bucket: &str, key: &str, floor: usize) {
         let Ok(bucket_fd) = self.bucket_fd(bucket) else {
             return;
         };
         let mut dir = key;
         while let Some((parent, _)) = dir.rsplit_once('/') {
-            if rfs::unlinkat(&bucket_fd, parent, AtFlags::REMOVEDIR).is_err() {
+            if parent.len() < floor
+                || rfs::unlinkat(&bucket_fd, parent, AtFlags::REMOVEDIR).is_err()
+            {
                 break;
             }
             dir = parent;
@@ -393,11 +407,13 @@ impl Backend for LocalBackend {
     }
 
     fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let key = &storage_path(key);
         let (file, st) = self.open_file(bucket, key)?;
         Ok(self.info_of(&file, &st, bucket, key))
     }
 
     fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        let key = &storage_path(key);
         let (file, st) = self.open_file(bucket, key)?;
         let info = self.info_of(&file, &st, bucket, key);
         Ok(ObjectReader {
@@ -407,12 +423,17 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
-        Ok(Box::new(LocalWriter::create(self, bucket, key)?))
+        Ok(Box::new(LocalWriter::create(
+            self,
+            bucket,
+            &storage_path(key),
+        )?))
     }
 
     fn remove(&self, bucket: &str, key: &str, cleanup: bool) -> Result<()> {
+        let key = &storage_path(key);
         let dir = match self.parent_fd(bucket, key, false) {
-            Ok(fd) => fd,
+            Ok((fd, _)) => fd,
             Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Conflict) => return Ok(()),
             Err(e) => return Err(e),
         };
@@ -425,14 +446,14 @@ impl Backend for LocalBackend {
             Err(e) => return Err(errno(e).into()),
         }
         if cleanup {
-            self.cleanup_parents(bucket, key);
+            self.cleanup_parents(bucket, key, 0);
         }
         Ok(())
     }
 
     fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
         match self.dir_fd(bucket, dir)? {
-            Some(fd) => read_entries(&fd),
+            Some(fd) => read_entries(&fd, dir),
             None => Ok(Vec::new()),
         }
     }
@@ -457,6 +478,7 @@ impl Backend for LocalBackend {
         info: &ObjectInfo,
         meta: &ObjectMeta,
     ) -> Result<()> {
+        let key = &storage_path(key);
         let (file, st) = self.open_file(bucket, key)?;
         if st.st_size as u64 != info.size || to_system_time(&st) != info.mtime {
             return Ok(()); // changed again meanwhile: the record would be stale at once
@@ -478,9 +500,10 @@ impl Backend for LocalBackend {
         src: (&str, &str),
         dst: (&str, &str),
     ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        let src = (src.0, &*storage_path(src.1));
         let (source, st) = self.open_file(src.0, src.1)?;
         let info = self.info_of(&source, &st, src.0, src.1);
-        let mut writer = LocalWriter::create(self, dst.0, dst.1)?;
+        let mut writer = LocalWriter::create(self, dst.0, &storage_path(dst.1))?;
         copy_on_disk(&source, writer.file.file_mut(), info.size)?;
         Ok((info, Box::new(writer)))
     }
@@ -497,7 +520,7 @@ impl RemovalWatch for LocalBackend {
         };
         // Armed before the entries are read, so no removal falls between the two.
         let ticket = self.removals.as_ref().and_then(|r| r.arm(&fd));
-        Ok((read_entries(&fd)?, ticket))
+        Ok((read_entries(&fd, dir)?, ticket))
     }
 
     fn catch_up(&self) {
@@ -511,15 +534,19 @@ impl RemovalWatch for LocalBackend {
     }
 }
 
-fn read_entries(fd: &OwnedFd) -> Result<Vec<DirEntry>> {
+/// The entries of directory `dir` (open as `fd`). A folder marker inside it is the entry
+/// with an empty name, so that `dir` followed by the name is the marker's key; a marker file
+/// at the bucket root stands for no key and is left out.
+fn read_entries(fd: &OwnedFd, dir: &str) -> Result<Vec<DirEntry>> {
     let mut out = Vec::new();
-    let mut dir = rfs::Dir::read_from(fd).map_err(errno)?;
-    while let Some(entry) = dir.read() {
+    let mut entries = rfs::Dir::read_from(fd).map_err(errno)?;
+    while let Some(entry) = entries.read() {
         let entry = entry.map_err(errno)?;
         let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
-        if name == "." || name == ".." || is_hidden(name) {
+        let marker = name == FOLDER_MARKER && !dir.is_empty();
+        if !marker && (name == "." || name == ".." || is_hidden(name)) {
             continue;
         }
         let ft = match entry.file_type() {
@@ -530,12 +557,16 @@ fn read_entries(fd: &OwnedFd) -> Result<Vec<DirEntry>> {
             ft => ft,
         };
         let is_dir = match ft {
-            rfs::FileType::Directory => true,
+            rfs::FileType::Directory if !marker => true,
             rfs::FileType::RegularFile => false,
             _ => continue, // symlinks, sockets, devices are not objects
         };
         out.push(DirEntry {
-            name: name.to_string(),
+            name: if marker {
+                String::new()
+            } else {
+                name.to_string()
+            },
             is_dir,
             ino: entry.ino(),
         });
@@ -614,6 +645,9 @@ struct LocalWriter<'a> {
     name: String,
     bucket: String,
     key: String,
+    /// How much of the key's path names the first directory this write made: a write that
+    /// never commits takes those away again (while they are empty).
+    made_dirs: Option<usize>,
     committed: bool,
 }
 
@@ -624,8 +658,10 @@ impl<'a> LocalWriter<'a> {
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
         // A concurrent delete may remove a fresh parent directory between mkdir and create.
         let mut attempt = 0;
+        let mut made_dirs = None;
         let (dir, fd) = loop {
-            let dir = backend.parent_fd(bucket, key, true)?;
+            let (dir, made) = backend.parent_fd(bucket, key, true)?;
+            made_dirs = made_dirs.or(made);
             match rfs::openat(
                 &dir,
                 temp.as_str(),
@@ -647,6 +683,7 @@ impl<'a> LocalWriter<'a> {
             name,
             bucket: bucket.to_string(),
             key: key.to_string(),
+            made_dirs,
             committed: false,
         })
     }
@@ -781,6 +818,9 @@ impl Drop for LocalWriter<'_> {
     fn drop(&mut self) {
         if !self.committed {
             let _ = rfs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
+            if let Some(floor) = self.made_dirs {
+                self.backend.cleanup_parents(&self.bucket, &self.key, floor);
+            }
         }
     }
 }

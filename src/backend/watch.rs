@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
-use super::key::is_hidden;
+use super::key::{is_hidden, FOLDER_MARKER};
 
 /// At most this many directories are watched at once; past it every watch is dropped and
 /// watching starts over. Each costs the kernel about 1 KiB and counts against the user's
@@ -177,9 +177,10 @@ impl Removals {
             } else if !event
                 .file_name()
                 .and_then(|n| n.to_str().ok())
-                .is_some_and(is_hidden)
+                .is_some_and(|n| is_hidden(n) && n != FOLDER_MARKER)
             {
-                // Temporary files coming and going are not objects leaving.
+                // Temporary files coming and going are not objects leaving; a folder
+                // marker is an object.
                 state.end(Some(event.wd()));
             }
         }
@@ -248,6 +249,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         w.catch_up();
         assert!(!w.unchanged(&t3));
+    }
+
+    #[test]
+    fn a_folder_marker_leaving_ends_the_watch() {
+        let dir = tempdir("marker");
+        std::fs::write(dir.join(FOLDER_MARKER), b"").unwrap();
+        let Some(w) = Removals::new(&open_dir(&dir)) else {
+            return;
+        };
+        let t = w.arm(&open_dir(&dir)).unwrap();
+        std::fs::remove_file(dir.join(FOLDER_MARKER)).unwrap();
+        w.catch_up();
+        assert!(!w.unchanged(&t));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn copy_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .vfs
         .stat(&sb, &sk)
         .map_err(|e| S3Error::from(e).with_resource(src_resource.clone()))?;
+    rq.check_marker_size(src_info.size)?;
     if headers::evaluate(rq.headers, &COPY_SOURCE_CONDS, &src_info) != Precondition::Proceed {
         return Err(S3Error::new(
             Code::PreconditionFailed,

@@ -129,6 +129,20 @@ impl Request<'_> {
         key::check(&self.key).map_err(|e| S3Error::from(e).with_resource(self.resource()))
     }
 
+    /// Refuses `size` bytes for a folder marker (a key ending in `/`): the marker names a
+    /// folder and holds no bytes of its own.
+    pub fn check_marker_size(&self, size: u64) -> Result<(), S3Error> {
+        if size == 0 || !key::is_folder_marker(&self.key) {
+            return Ok(());
+        }
+        Err(S3Error::new(
+            Code::InvalidArgument,
+            "A key ending in '/' is a folder marker and must be empty, but this object is not.",
+        )
+        .with("ArgumentName", "Content-Length")
+        .with_resource(self.resource()))
+    }
+
     /// `/bucket/key` for error bodies.
     pub fn resource(&self) -> String {
         if self.key.is_empty() {

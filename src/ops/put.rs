@@ -305,6 +305,7 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
             "Your proposed upload exceeds the maximum allowed object size.",
         ));
     }
+    rq.check_marker_size(rq.content_length.unwrap_or(0))?;
     let mut meta = headers::meta_from_request(rq.headers)?;
     headers::content_md5(rq.headers)?;
     let condition = headers::write_condition(rq.headers)?;
@@ -319,7 +320,16 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .vfs
         .create(&bucket, &key)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    let digests = receive(ctx, rq, writer.as_mut(), MAX_PUT_SIZE, false, None)?;
+    // A folder marker takes no bytes, even from a body of undeclared length.
+    let limit = match crate::backend::key::is_folder_marker(&key) {
+        true => 0,
+        false => MAX_PUT_SIZE,
+    };
+    let digests =
+        receive(ctx, rq, writer.as_mut(), limit, false, None).map_err(|e| match e.code {
+            Code::EntityTooLarge => rq.check_marker_size(1).err().unwrap_or(e),
+            _ => e,
+        })?;
     set_etag(&mut meta, &digests, ctx);
     checksum::store(&mut meta, digests.checksum.as_ref());
     let check = condition.as_ref().map(|c| c as &dyn WriteCheck<S3Error>);

@@ -333,3 +333,37 @@ fn a_file_changed_in_place_shows_in_listings_after_the_dir_cache_time() {
         assert_eq!(s.raw("GET", "/bk1/d/f", &[], b"").body, b"12");
     }
 }
+
+/// Folder markers (keys ending in `/`) list as keys, and as common prefixes when empty, on
+/// both backends; over cached listings, a marker made or removed shows at once.
+#[test]
+fn folder_markers_list_on_both_backends() {
+    let dir = TempDir::new();
+    let local = anon(&dir);
+    let memory = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Memory,
+    ));
+    for s in [&local, &memory] {
+        s.raw("PUT", "/bk1", &[], b"");
+        assert_eq!(s.raw("PUT", "/bk1/d/e/", &[], b"").status, 200);
+        assert_eq!(s.raw("PUT", "/bk1/d/f", &[], b"ff").status, 200);
+        assert_eq!(s.raw("PUT", "/bk1/d/e/", &[], b"x").status, 400);
+        assert_eq!(list_sizes(s, "").0, ["d/e/", "d/f"]);
+        assert_eq!(common_prefixes(s, "/bk1?delimiter=/&prefix=d/"), ["d/e/"]);
+        let head = s.raw("HEAD", "/bk1/d/e/", &[], b"");
+        assert_eq!(head.header("content-length"), Some("0"));
+        let get = s.raw("GET", "/bk1/d/", &[], b"");
+        assert_eq!((get.status, get.code()), (404, "NoSuchKey".to_string()));
+    }
+    settle(&dir.0.join("bk1/d"));
+    settle(&dir.0.join("bk1"));
+    list_sizes(&local, "");
+    for s in [&local, &memory] {
+        assert_eq!(s.raw("PUT", "/bk1/d/", &[], b"").status, 200);
+        assert_eq!(list_sizes(s, "").0, ["d/", "d/e/", "d/f"]);
+        assert_eq!(s.raw("DELETE", "/bk1/d/e/", &[], b"").status, 204);
+        assert_eq!(list_sizes(s, "").0, ["d/", "d/f"]);
+        assert!(common_prefixes(s, "/bk1?delimiter=/&prefix=d/").is_empty());
+    }
+    assert!(!dir.0.join("bk1/d/e").exists());
+}

@@ -97,6 +97,44 @@ fn a_truncated_body_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_failed_write_takes_away_the_folders_it_made() {
+    let dir = TempDir::new();
+    let s = anon(&dir);
+    s.raw("PUT", "/bk1", &[], b"");
+    s.raw("PUT", "/bk1/kept/k", &[], b"1");
+    for target in [
+        "/bk1/kept/new/deeper/k",
+        "/bk1/fresh/k",
+        "/bk1/fresh/marker/",
+    ] {
+        let head =
+            format!("PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nshort");
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = read_response(&mut std::io::BufReader::new(c), false);
+        assert_eq!(r.status, 400, "{target}");
+    }
+    let r = s.raw(
+        "PUT",
+        "/bk1/fresh/k",
+        &[("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")],
+        b"x",
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "BadDigest"));
+    let names = |p: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.0.join(p))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("bk1"), ["kept"]);
+    assert_eq!(names("bk1/kept"), ["k"]);
+}
+
+#[test]
 fn invalid_content_length_is_a_400() {
     let dir = TempDir::new();
     let s = anon(&dir);

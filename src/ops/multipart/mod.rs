@@ -70,6 +70,13 @@ fn part_number(rq: &Request) -> Result<u32, S3Error> {
 pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     ctx.check_writable()?;
     rq.check_key()?;
+    if crate::backend::key::is_folder_marker(&rq.key) {
+        return Err(S3Error::new(
+            Code::InvalidArgument,
+            "A key ending in '/' is a folder marker: it is made by an empty PutObject, not by a multipart upload.",
+        )
+        .with_resource(rq.resource()));
+    }
     let mut meta = headers::meta_from_request(rq.headers)?;
     let (alg, kind) = upload_checksum_request(rq)?;
     if let Some(alg) = alg {

@@ -129,10 +129,15 @@ impl Request<'_> {
         key::check(&self.key).map_err(|e| S3Error::from(e).with_resource(self.resource()))
     }
 
-    /// Refuses `size` bytes for a folder marker (a key ending in `/`): the marker names a
-    /// folder and holds no bytes of its own.
+    /// Whether the key is a folder marker (it ends in `/`).
+    pub fn is_folder_marker(&self) -> bool {
+        key::is_folder_marker(&self.key)
+    }
+
+    /// Refuses `size` bytes for a folder marker: the marker names a folder and holds no
+    /// bytes of its own.
     pub fn check_marker_size(&self, size: u64) -> Result<(), S3Error> {
-        if size == 0 || !key::is_folder_marker(&self.key) {
+        if size == 0 || !self.is_folder_marker() {
             return Ok(());
         }
         Err(S3Error::new(

@@ -321,7 +321,7 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .create(&bucket, &key)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
     // A folder marker takes no bytes, even from a body of undeclared length.
-    let limit = match crate::backend::key::is_folder_marker(&key) {
+    let limit = match rq.is_folder_marker() {
         true => 0,
         false => MAX_PUT_SIZE,
     };

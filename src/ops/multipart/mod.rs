@@ -70,7 +70,7 @@ fn part_number(rq: &Request) -> Result<u32, S3Error> {
 pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     ctx.check_writable()?;
     rq.check_key()?;
-    if crate::backend::key::is_folder_marker(&rq.key) {
+    if rq.is_folder_marker() {
         return Err(S3Error::new(
             Code::InvalidArgument,
             "A key ending in '/' is a folder marker: it is made by an empty PutObject, not by a multipart upload.",

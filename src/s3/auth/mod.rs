@@ -1,0 +1,216 @@
+//! Who sent a request: the signature checks, dispatched on the request's form. Signature
+//! Version 4 ([`v4`]) in the `Authorization` header or a presigned URL; Signature Version 2
+//! ([`v2`]) likewise. Signatures are compared in constant time, requests must be within 15
+//! minutes of the server clock, and a presigned URL lives at most seven days. The payload
+//! hash mode is returned so the body can be verified while it streams. Without keys, access
+//! is anonymous.
+
+mod v4;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use crate::ops::{Code, Headers, S3Error};
+use crate::util;
+
+pub use v4::{canonical_query, hmac, signing_key, verify_mac};
+
+/// Requests may be at most this far from the server clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+/// Presigned URLs live at most seven days.
+pub const MAX_PRESIGN_EXPIRES: u64 = 604_800;
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Access key id to secret.
+#[derive(Clone, Default)]
+pub struct Keys(HashMap<String, String>);
+
+impl Keys {
+    pub fn new(pairs: &[(String, String)]) -> Keys {
+        Keys(pairs.iter().cloned().collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The secret of an access key.
+    pub fn secret(&self, access_key: &str) -> Option<&str> {
+        self.0.get(access_key).map(String::as_str)
+    }
+}
+
+/// How the body is covered by the signature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Not covered (`UNSIGNED-PAYLOAD`, presigned URLs, anonymous access).
+    Unsigned,
+    /// A literal SHA-256 that the body must match before anything is committed.
+    Sha256([u8; 32]),
+    /// An aws-chunked body (`STREAMING-…`), with what is needed to check chunk signatures.
+    Streaming(Streaming),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streaming {
+    pub mode: String,
+    pub signing_key: Vec<u8>,
+    pub amz_date: String,
+    pub scope: String,
+    pub seed_signature: String,
+}
+
+/// Who sent the request and how its body is covered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub access_key: Option<String>,
+    pub payload: Payload,
+}
+
+/// The parts of a request that the signature covers.
+pub struct SignedParts<'a> {
+    pub method: &'a str,
+    /// The path as sent, still percent-encoded.
+    pub raw_path: &'a str,
+    /// The query string as sent, without `?`.
+    pub raw_query: &'a str,
+    pub headers: &'a Headers,
+}
+
+/// Checks the request's signature; anonymous when no keys are configured.
+pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Identity, S3Error> {
+    if keys.is_empty() {
+        // Anonymous: nothing is verified, but an aws-chunked body must still be unframed.
+        let hash = rq
+            .headers
+            .get("x-amz-content-sha256")
+            .unwrap_or_default()
+            .trim();
+        let payload = match payload_mode(hash) {
+            Ok(p @ Payload::Streaming(_)) => p,
+            _ => Payload::Unsigned,
+        };
+        return Ok(Identity {
+            access_key: None,
+            payload,
+        });
+    }
+    if let Some(auth) = rq.headers.get("authorization") {
+        return v4::header_auth(keys, rq, auth, now);
+    }
+    if has_query_param(rq.raw_query, "X-Amz-Algorithm") {
+        return v4::presigned_auth(keys, rq, now);
+    }
+    if has_query_param(rq.raw_query, "AWSAccessKeyId") {
+        return Err(S3Error::new(
+            Code::AccessDenied,
+            "Signature Version 2 is not supported; use AWS4-HMAC-SHA256.",
+        ));
+    }
+    Err(S3Error::new(
+        Code::AccessDenied,
+        "Access Denied: this server requires signed requests.",
+    ))
+}
+
+fn unknown_key() -> S3Error {
+    S3Error::new(
+        Code::InvalidAccessKeyId,
+        "The AWS Access Key Id you provided does not exist in our records.",
+    )
+}
+
+fn check_skew(t: SystemTime, now: SystemTime, amz_date: &str) -> Result<(), S3Error> {
+    let skew = now
+        .duration_since(t)
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .unwrap_or_default();
+    if skew > MAX_SKEW {
+        return Err(S3Error::new(
+            Code::RequestTimeTooSkewed,
+            "The difference between the request time and the current time is too large.",
+        )
+        .with("RequestTime", amz_date)
+        .with("ServerTime", util::iso8601(now))
+        .with("MaxAllowedSkewMilliseconds", "900000"));
+    }
+    Ok(())
+}
+
+fn payload_mode(hash: &str) -> Result<Payload, S3Error> {
+    if hash == "UNSIGNED-PAYLOAD" {
+        return Ok(Payload::Unsigned);
+    }
+    if hash.starts_with("STREAMING-AWS4-ECDSA") {
+        return Err(S3Error::new(
+            Code::NotImplemented,
+            "Signature Version 4A streaming is not supported.",
+        ));
+    }
+    if let Some(mode) = hash.strip_prefix("STREAMING-") {
+        let known = [
+            "AWS4-HMAC-SHA256-PAYLOAD",
+            "AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            "UNSIGNED-PAYLOAD-TRAILER",
+        ];
+        if known.contains(&mode) {
+            return Ok(Payload::Streaming(Streaming {
+                mode: hash.to_string(),
+                signing_key: Vec::new(),
+                amz_date: String::new(),
+                scope: String::new(),
+                seed_signature: String::new(),
+            }));
+        }
+    }
+    match util::unhex(hash).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(d) => Ok(Payload::Sha256(d)),
+        None => Err(S3Error::new(
+            Code::InvalidArgument,
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-…, or a hex SHA-256.",
+        )
+        .with("ArgumentName", "x-amz-content-sha256")),
+    }
+}
+
+fn has_query_param(raw: &str, name: &str) -> bool {
+    raw.split('&').any(|p| p.split('=').next() == Some(name))
+}
+
+fn query_param(raw: &str, name: &str) -> Option<String> {
+    raw.split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| util::form_decode(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn keys() -> Keys {
+        Keys::new(&[("AKID".into(), "SECRET".into())])
+    }
+
+    fn hdrs(pairs: &[(&str, &str)]) -> Headers {
+        Headers::from_pairs(pairs)
+    }
+
+    #[test]
+    fn unsigned_and_anonymous() {
+        let h = hdrs(&[("host", "h")]);
+        let rq = SignedParts {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &h,
+        };
+        assert_eq!(
+            authenticate(&keys(), &rq, UNIX_EPOCH).unwrap_err().code,
+            Code::AccessDenied
+        );
+        let id = authenticate(&Keys::default(), &rq, UNIX_EPOCH).unwrap();
+        assert_eq!(id.access_key, None);
+    }
+}

@@ -81,6 +81,8 @@ struct Target {
     raw_path: String,
     raw_query: String,
     bucket: String,
+    /// The bucket came from the `Host` header (virtual-hosted style).
+    bucket_from_host: bool,
     key: String,
     query: Query,
 }
@@ -129,6 +131,7 @@ fn parse_target(url: &str, baseurl: &str, vhost_bucket: Option<&str>) -> Result<
         raw_path: raw_path.to_string(),
         raw_query: raw_query.to_string(),
         bucket: util::percent_decode(bucket).ok_or_else(bad)?,
+        bucket_from_host: vhost_bucket.is_some(),
         key: util::percent_decode(key).ok_or_else(bad)?,
         query,
     })
@@ -322,6 +325,8 @@ fn dispatch_authenticated(
         raw_path: &t.raw_path,
         raw_query: &t.raw_query,
         headers,
+        vhost_bucket: t.bucket_from_host.then_some(t.bucket.as_str()),
+        baseurl: &app.baseurl,
     };
     let identity = auth::authenticate(keys, &parts, now)?;
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {

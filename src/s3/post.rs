@@ -1,5 +1,6 @@
 //! POST Object: browser form uploads to a bucket. The form's fields come first and are
-//! checked before a byte of the file is stored: the SigV4 signature over the base64 policy,
+//! checked before a byte of the file is stored: the signature over the base64 policy (SigV4,
+//! or SigV2's HMAC-SHA1 with `AWSAccessKeyId`),
 //! the policy's expiration and every condition, and that no field escapes the policy. The
 //! file part then streams through the ordinary PutObject path, bounded by the policy's
 //! content-length-range. <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
@@ -8,7 +9,7 @@ use std::io::{self, Read};
 use std::time::SystemTime;
 
 use crate::ops::{self, Code, Ctx, Headers, OpResult, Query, Response, S3Error};
-use crate::s3::auth::{signing_key, verify_mac, Keys};
+use crate::s3::auth::{signing_key, unknown_key, verify_mac, verify_policy_v2, Keys};
 use crate::s3::form::{self, FormReader};
 use crate::s3::json::{parse_json, Json};
 use crate::util;
@@ -134,12 +135,17 @@ fn check_policy(
     Ok(checked)
 }
 
-/// Fields that need no condition of their own.
+/// Fields that need no condition of their own: the signature's (both versions'), the file
+/// and the bucket.
 fn exempt(name: &str) -> bool {
-    matches!(name, "policy" | "x-amz-signature" | "file" | "bucket")
-        || name.starts_with("x-ignore-")
+    matches!(
+        name,
+        "policy" | "x-amz-signature" | "awsaccesskeyid" | "signature" | "file" | "bucket"
+    ) || name.starts_with("x-ignore-")
 }
 
+/// Checks the form's signature over its policy: version 4 (`x-amz-credential` and
+/// `x-amz-signature`) or version 2 (`AWSAccessKeyId` and `signature`). Returns the key.
 fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Error> {
     if keys.is_empty() {
         return Ok(None);
@@ -153,6 +159,13 @@ fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Er
         })
     };
     let policy = need("policy")?;
+    if let Some(ak) = fields.get("awsaccesskeyid") {
+        let secret = keys.secret(ak).ok_or_else(unknown_key)?;
+        if !verify_policy_v2(secret, policy, need("signature")?) {
+            return Err(mismatch());
+        }
+        return Ok(Some(ak.to_string()));
+    }
     if need("x-amz-algorithm")? != "AWS4-HMAC-SHA256" {
         return Err(S3Error::new(
             Code::InvalidArgument,
@@ -167,24 +180,23 @@ fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Er
             "x-amz-credential must be ACCESS_KEY/YYYYMMDD/REGION/s3/aws4_request.",
         ));
     };
-    let secret = keys.secret(ak).ok_or_else(|| {
-        S3Error::new(
-            Code::InvalidAccessKeyId,
-            "The AWS Access Key Id you provided does not exist in our records.",
-        )
-    })?;
+    let secret = keys.secret(ak).ok_or_else(unknown_key)?;
     let signature = util::unhex(need("x-amz-signature")?).unwrap_or_default();
     if !verify_mac(
         &signing_key(secret, date, region),
         policy.as_bytes(),
         &signature,
     ) {
-        return Err(S3Error::new(
-            Code::SignatureDoesNotMatch,
-            "The request signature we calculated does not match the signature you provided.",
-        ));
+        return Err(mismatch());
     }
     Ok(Some(ak.to_string()))
+}
+
+fn mismatch() -> S3Error {
+    S3Error::new(
+        Code::SignatureDoesNotMatch,
+        "The request signature we calculated does not match the signature you provided.",
+    )
 }
 
 /// The file part, failing when it leaves the policy's content-length-range.

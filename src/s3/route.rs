@@ -37,6 +37,8 @@ fn is_neutral(name: &str) -> bool {
     name.starts_with("X-Amz-")
         || name.starts_with("x-amz-")
         || matches!(name, "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
+        // What a SigV2 presigned URL carries for the headers it signed.
+        || matches!(name, "content-type" | "content-md5")
 }
 
 const OBJECT_READ_PARAMS: [&str; 8] = [

@@ -5,6 +5,7 @@
 //! hash mode is returned so the body can be verified while it streams. Without keys, access
 //! is anonymous.
 
+mod v2;
 mod v4;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::ops::{Code, Headers, S3Error};
 use crate::util;
 
+pub use v2::verify_policy as verify_policy_v2;
 pub use v4::{canonical_query, hmac, signing_key, verify_mac};
 
 /// Requests may be at most this far from the server clock.
@@ -75,6 +77,10 @@ pub struct SignedParts<'a> {
     /// The query string as sent, without `?`.
     pub raw_query: &'a str,
     pub headers: &'a Headers,
+    /// The bucket, when the `Host` header named it (virtual-hosted style).
+    pub vhost_bucket: Option<&'a str>,
+    /// `--baseurl` without slashes; "" when unset.
+    pub baseurl: &'a str,
 }
 
 /// Checks the request's signature; anonymous when no keys are configured.
@@ -96,16 +102,16 @@ pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Id
         });
     }
     if let Some(auth) = rq.headers.get("authorization") {
+        if auth.starts_with("AWS ") {
+            return v2::header_auth(keys, rq, auth, now);
+        }
         return v4::header_auth(keys, rq, auth, now);
     }
     if has_query_param(rq.raw_query, "X-Amz-Algorithm") {
         return v4::presigned_auth(keys, rq, now);
     }
     if has_query_param(rq.raw_query, "AWSAccessKeyId") {
-        return Err(S3Error::new(
-            Code::AccessDenied,
-            "Signature Version 2 is not supported; use AWS4-HMAC-SHA256.",
-        ));
+        return v2::presigned_auth(keys, rq, now);
     }
     Err(S3Error::new(
         Code::AccessDenied,
@@ -113,7 +119,8 @@ pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Id
     ))
 }
 
-fn unknown_key() -> S3Error {
+/// InvalidAccessKeyId, for a key not in `--auth-key`.
+pub fn unknown_key() -> S3Error {
     S3Error::new(
         Code::InvalidAccessKeyId,
         "The AWS Access Key Id you provided does not exist in our records.",
@@ -205,6 +212,8 @@ mod tests {
             raw_path: "/",
             raw_query: "",
             headers: &h,
+            vhost_bucket: None,
+            baseurl: "",
         };
         assert_eq!(
             authenticate(&keys(), &rq, UNIX_EPOCH).unwrap_err().code,

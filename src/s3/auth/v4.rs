@@ -412,6 +412,8 @@ mod tests {
             raw_path: "/test.txt",
             raw_query: "",
             headers: &h,
+            vhost_bucket: None,
+            baseurl: "",
         };
         let id = authenticate(&keys(), &rq, at("20130524T000500Z")).unwrap();
         assert_eq!(id.access_key.as_deref(), Some("AKIAIOSFODNN7EXAMPLE"));
@@ -444,6 +446,8 @@ mod tests {
             raw_path: "/test.txt",
             raw_query: q,
             headers: &h,
+            vhost_bucket: None,
+            baseurl: "",
         };
         let id = authenticate(&keys(), &rq, at("20130524T100000Z")).unwrap();
         assert_eq!(id.payload, Payload::Unsigned);
@@ -460,6 +464,8 @@ mod tests {
             raw_path: "/test.txt",
             raw_query: &long,
             headers: &h,
+            vhost_bucket: None,
+            baseurl: "",
         };
         assert_eq!(
             authenticate(&keys(), &rq, at("20130524T000000Z"))

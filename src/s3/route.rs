@@ -31,8 +31,8 @@ pub enum Endpoint {
     ListMultipartUploads,
 }
 
-/// Query parameters that never change which operation a request is: signatures (SigV4, and
-/// SigV2's, which auth then refuses with a clear message) and the SDKs' `x-id` tag.
+/// Query parameters that never change which operation a request is: signatures (SigV4 and
+/// SigV2) and the SDKs' `x-id` tag.
 fn is_neutral(name: &str) -> bool {
     name.starts_with("X-Amz-")
         || name.starts_with("x-amz-")

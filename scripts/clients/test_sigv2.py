@@ -55,6 +55,18 @@ def test_boto3_default_presigned_urls_get_and_put(s3, bucket, data_dir):
     r = requests.put(put, data=body, timeout=10)
     assert r.status_code == 200, r.text
     assert (data_dir / bucket / "up.bin").read_bytes() == body
+    # The headers it was signed with travel in the query, and are stored as sent headers are.
+    put_meta = s3.generate_presigned_url(
+        "put_object", ExpiresIn=300,
+        Params={"Bucket": bucket, "Key": "meta.txt", "ContentType": "text/x-signed", "Metadata": {"who": "v2"}})
+    assert "x-amz-meta-who=v2" in put_meta and "content-type=" in put_meta
+    r = requests.put(put_meta, data=b"with metadata", timeout=10)
+    assert r.status_code == 200, r.text
+    head = s3.head_object(Bucket=bucket, Key="meta.txt")
+    assert head["ContentType"] == "text/x-signed" and head["Metadata"] == {"who": "v2"}
+    # An x-amz header the signer did not have is not covered by the signature.
+    r = requests.put(put_meta, data=b"x", headers={"x-amz-meta-who": "mallory"}, timeout=10)
+    assert r.status_code == 403 and b"SignatureDoesNotMatch" in r.content
     # The URL is for this key and method only.
     r = requests.put(put.replace("up.bin", "other.bin"), data=b"x", timeout=10)
     assert r.status_code == 403 and b"SignatureDoesNotMatch" in r.content

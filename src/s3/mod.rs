@@ -272,6 +272,8 @@ fn process(
         Ok(t) => t,
         Err(e) => return (Err(e), None),
     };
+    let presigned = with_presigned_headers(headers, &target.query);
+    let headers = presigned.as_ref().unwrap_or(headers);
     let endpoint =
         match Endpoint::from_request(method, &target.bucket, &target.key, &target.query, headers) {
             Ok(e) => e,
@@ -281,6 +283,28 @@ fn process(
         dispatch_authenticated(app, rq, method, headers, &target, endpoint, peer),
         Some(endpoint),
     )
+}
+
+/// A Signature Version 2 presigned URL carries the `x-amz-*` headers, Content-Type and
+/// Content-MD5 it was signed with as query parameters (boto3 moves them there). They stand
+/// for those headers, for the signature and the operation alike, unless the request sends
+/// its own. `None` when there is nothing to add.
+fn with_presigned_headers(headers: &Headers, query: &Query) -> Option<Headers> {
+    query.get("AWSAccessKeyId")?;
+    let extra: Vec<(String, String)> = query
+        .0
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v))
+        .filter(|(n, _)| n.starts_with("x-amz-") || n == "content-type" || n == "content-md5")
+        .filter(|(n, _)| !headers.has(n))
+        .map(|(n, v)| (n, v.clone()))
+        .collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut merged = headers.clone();
+    merged.0.extend(extra);
+    Some(merged)
 }
 
 /// A bucket name S3 would accept, or InvalidBucketName.

@@ -119,6 +119,20 @@ pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Id
     ))
 }
 
+/// SignatureDoesNotMatch, with what S3 puts in it to help a client see where its signing went
+/// another way: the string to sign (and its bytes) that the server computed.
+fn signature_mismatch(access_key: &str, string_to_sign: &str, provided: &str) -> S3Error {
+    let bytes: Vec<String> = string_to_sign.bytes().map(|b| format!("{b:02x}")).collect();
+    S3Error::new(
+        Code::SignatureDoesNotMatch,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+    )
+    .with("AWSAccessKeyId", access_key)
+    .with("StringToSign", string_to_sign)
+    .with("StringToSignBytes", bytes.join(" "))
+    .with("SignatureProvided", provided)
+}
+
 /// InvalidAccessKeyId, for a key not in `--auth-key`.
 pub fn unknown_key() -> S3Error {
     S3Error::new(

@@ -18,8 +18,8 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 use super::{
-    check_skew, payload_mode, query_param, unknown_key, Identity, Keys, Payload, SignedParts,
-    MAX_PRESIGN_EXPIRES, MAX_SKEW,
+    check_skew, payload_mode, query_param, signature_mismatch, unknown_key, Identity, Keys,
+    Payload, SignedParts, MAX_PRESIGN_EXPIRES, MAX_SKEW,
 };
 use crate::ops::{Code, S3Error};
 use crate::util;
@@ -130,7 +130,7 @@ pub(super) fn header_auth(
     })?;
     check_skew(time, now, when)?;
     let secret = keys.secret(access_key).ok_or_else(unknown_key)?;
-    let canon = canon(rq, false);
+    let canon = canon(rq);
     // The date line: the Date header, or with x-amz-date empty (as documented) or that date
     // in place of its header (as the documentation's own example does).
     let mut dates = vec![(date.unwrap_or(""), None)];
@@ -186,7 +186,7 @@ pub(super) fn presigned_auth(
         ));
     }
     let secret = keys.secret(&access_key).ok_or_else(unknown_key)?;
-    let canon = canon(rq, true);
+    let canon = canon(rq);
     verify(
         secret,
         &access_key,
@@ -216,35 +216,16 @@ fn payload(rq: &SignedParts) -> Result<Payload, S3Error> {
     }
 }
 
-/// The string-to-sign parts of the request; in a presigned URL, `x-amz-*` parameters and
-/// Content-Type stand for headers the signer had.
-fn canon<'a>(rq: &SignedParts<'a>, presigned: bool) -> Canon<'a> {
-    let header = |name: &str| {
-        let value = rq.headers.get(name).map(|v| v.trim().to_string());
-        value
-            .or_else(|| presigned.then(|| query_param(rq.raw_query, name)).flatten())
-            .unwrap_or_default()
-    };
+/// The string-to-sign parts of the request. (A presigned URL's `x-amz-*`, Content-Type and
+/// Content-MD5 parameters arrive here as headers: see `s3::with_presigned_headers`.)
+fn canon<'a>(rq: &SignedParts<'a>) -> Canon<'a> {
+    let header = |name: &str| rq.headers.get(name).unwrap_or_default().trim().to_string();
     let mut amz: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |name: String, value: &str| match amz.iter_mut().find(|(n, _)| *n == name) {
-        Some((_, values)) => values.push(value.trim().to_string()),
-        None => amz.push((name, vec![value.trim().to_string()])),
-    };
-    for (name, value) in &rq.headers.0 {
-        if name.starts_with("x-amz-") {
-            add(name.clone(), value);
-        }
-    }
-    if presigned {
-        for pair in rq.raw_query.split('&') {
-            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (Some(n), Some(v)) = (util::form_decode(n), util::form_decode(v)) else {
-                continue;
-            };
-            let n = n.to_ascii_lowercase();
-            if n.starts_with("x-amz-") && rq.headers.get(&n).is_none() {
-                add(n, &v);
-            }
+    for (name, value) in rq.headers.0.iter().filter(|(n, _)| n.starts_with("x-amz-")) {
+        let value = value.trim().to_string();
+        match amz.iter_mut().find(|(n, _)| n == name) {
+            Some((_, values)) => values.push(value),
+            None => amz.push((name.clone(), vec![value])),
         }
     }
     amz.sort_by(|a, b| a.0.cmp(&b.0));
@@ -279,21 +260,31 @@ fn resources(rq: &SignedParts) -> Vec<String> {
             .collect();
         paths.extend(with_slash);
     }
-    let sub = subresources(rq.raw_query);
-    paths
-        .into_iter()
-        .map(|p| {
-            let p = if p.is_empty() { "/" } else { p.as_str() };
-            match rq.vhost_bucket {
+    let subs = [
+        subresources(rq.raw_query, true),
+        subresources(rq.raw_query, false),
+    ];
+    let subs = if subs[0] == subs[1] {
+        &subs[..1]
+    } else {
+        &subs[..]
+    };
+    let mut out = Vec::with_capacity(paths.len() * subs.len());
+    for p in &paths {
+        let p = if p.is_empty() { "/" } else { p.as_str() };
+        for sub in subs {
+            out.push(match rq.vhost_bucket {
                 Some(b) => format!("/{b}{p}{sub}"),
                 None => format!("{p}{sub}"),
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
-/// `?name&name=value…` for the subresources in the query, sorted by name; values decoded.
-fn subresources(raw_query: &str) -> String {
+/// `?name&name=value…` for the subresources in the query, sorted by name; values decoded
+/// (boto3 signs them so) or as sent (s3cmd does).
+fn subresources(raw_query: &str, decode: bool) -> String {
     let mut found: Vec<(String, Option<String>)> = raw_query
         .split('&')
         .filter_map(|pair| {
@@ -301,11 +292,11 @@ fn subresources(raw_query: &str) -> String {
                 Some((n, v)) => (n, Some(v)),
                 None => (pair, None),
             };
-            let n = util::form_decode(n)?;
+            let n = util::percent_decode(n)?;
             SUBRESOURCES.contains(&n.as_str()).then_some(())?;
             let v = match v {
-                Some(v) => Some(util::form_decode(v)?),
-                None => None,
+                Some(v) if decode => Some(util::percent_decode(v)?),
+                other => other.map(str::to_string),
             };
             Some((n, v))
         })
@@ -344,13 +335,11 @@ fn verify(
             first.get_or_insert(sts);
         }
     }
-    let sts = first.unwrap_or_default();
-    let bytes: Vec<String> = sts.bytes().map(|b| format!("{b:02x}")).collect();
-    Err(S3Error::new(Code::SignatureDoesNotMatch, "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
-        .with("AWSAccessKeyId", access_key)
-        .with("StringToSign", sts.as_str())
-        .with("StringToSignBytes", bytes.join(" "))
-        .with("SignatureProvided", signature))
+    Err(signature_mismatch(
+        access_key,
+        &first.unwrap_or_default(),
+        signature,
+    ))
 }
 
 /// A POST form's version 2 signature: base64 HMAC-SHA1 of the base64 policy.
@@ -610,11 +599,15 @@ mod tests {
     #[test]
     fn resources_carry_subresources_sorted_and_the_baseurl_is_optional() {
         assert_eq!(
-            subresources("uploadId=a%2Bb&partNumber=2&max-keys=1"),
+            subresources("uploadId=a%2Bb&partNumber=2&max-keys=1", true),
             "?partNumber=2&uploadId=a+b"
         );
-        assert_eq!(subresources("uploads&prefix=x"), "?uploads");
-        assert_eq!(subresources("list-type=2"), "");
+        assert_eq!(
+            subresources("response-content-type=text%2Fplain", false),
+            "?response-content-type=text%2Fplain"
+        );
+        assert_eq!(subresources("uploads&prefix=x", true), "?uploads");
+        assert_eq!(subresources("list-type=2", true), "");
         let h = Headers::from_pairs(&[]);
         let rq = SignedParts {
             method: "GET",

@@ -11,8 +11,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::{
-    check_skew, payload_mode, query_param, unknown_key, Identity, Keys, Payload, SignedParts,
-    EMPTY_SHA256, MAX_PRESIGN_EXPIRES, MAX_SKEW,
+    check_skew, payload_mode, query_param, signature_mismatch, unknown_key, Identity, Keys,
+    Payload, SignedParts, EMPTY_SHA256, MAX_PRESIGN_EXPIRES, MAX_SKEW,
 };
 use crate::ops::{Code, Headers, S3Error};
 use crate::util;
@@ -286,10 +286,7 @@ impl Sig<'_> {
             first.get_or_insert((creq, sts));
         }
         let (creq, sts) = first.unwrap_or_default();
-        Err(S3Error::new(Code::SignatureDoesNotMatch, "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
-            .with("AWSAccessKeyId", self.cred.access_key)
-            .with("StringToSign", sts)
-            .with("SignatureProvided", signature)
+        Err(signature_mismatch(self.cred.access_key, &sts, signature)
             .with("CanonicalRequest", creq))
     }
 

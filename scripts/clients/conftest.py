@@ -232,6 +232,21 @@ def start_server(tmp_path):
             pytest.fail(f"server {srv.url} logged a panic:\n{srv.log()[-4000:]}")
 
 
+@pytest.fixture
+def vhost_domain(monkeypatch):
+    """Resolves s3.test and every name under it to 127.0.0.1 in this process, for
+    virtual-hosted-style requests (`bucket.s3.test`); returns the domain."""
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if isinstance(host, str) and (host == "s3.test" or host.endswith(".s3.test")):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return "s3.test"
+
+
 @pytest.fixture(scope="session")
 def s3(server):
     return server.client()

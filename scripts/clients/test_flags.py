@@ -80,17 +80,8 @@ def test_one_worker_still_serves_everything(start_server):
     assert s3.list_objects_v2(Bucket=b)["KeyCount"] == 20
 
 
-def test_virtual_hosted_style_with_boto3(start_server, monkeypatch):
-    import socket
+def test_virtual_hosted_style_with_boto3(start_server, vhost_domain):
     srv = start_server("--force-path-style=false", "--vhost-domain", "s3.test")
-    real = socket.getaddrinfo
-
-    def resolve(host, *args, **kwargs):
-        if isinstance(host, str) and (host == "s3.test" or host.endswith(".s3.test")):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
     seen_hosts = []
     s3 = make_client(f"http://s3.test:{srv.port}", s3={"addressing_style": "virtual"})
     s3.meta.events.register("before-send.s3.*", lambda request, **kw: seen_hosts.append(request.url))

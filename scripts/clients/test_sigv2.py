@@ -169,17 +169,8 @@ def test_raw_v2_presigned_expiry(server, s3, bucket):
 
 
 @pytest.mark.skipif(USE_RCLONE, reason="vhost needs --vhost-domain")
-def test_boto3_v2_virtual_hosted_style(start_server, monkeypatch):
-    import socket
+def test_boto3_v2_virtual_hosted_style(start_server, vhost_domain):
     srv = start_server("--force-path-style=false", "--vhost-domain", "s3.test")
-    real = socket.getaddrinfo
-
-    def resolve(host, *args, **kwargs):
-        if isinstance(host, str) and (host == "s3.test" or host.endswith(".s3.test")):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
     s3 = make_client(f"http://s3.test:{srv.port}", signature_version="s3", s3={"addressing_style": "virtual"})
     b = unique_bucket_name("v2vhost")
     s3.create_bucket(Bucket=b)

@@ -27,7 +27,7 @@ fn main() {
         .map(|_| {
             let (server, app) = (server.clone(), app.clone());
             std::thread::spawn(move || {
-                let peer = Peer::new("direct", 0, 0);
+                let peer = Peer::new("direct", 0, 0, false);
                 while let Ok(rq) = server.recv() {
                     s3::handle(&app, rq, &peer);
                 }

@@ -800,7 +800,9 @@ impl ObjectWriter for LocalWriter<'_> {
     /// replaces the temporary file, so a crash before the commit leaves `path` as it was.
     fn adopt(&mut self, file: File, path: &Path) -> io::Result<bool> {
         let link = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
-        if rfs::linkat(rfs::CWD, path, &self.dir, link.as_str(), AtFlags::empty()).is_err() {
+        // Following the path lets `/proc/self/fd/N` name an unnamed (O_TMPFILE) file.
+        let follow = AtFlags::SYMLINK_FOLLOW;
+        if rfs::linkat(rfs::CWD, path, &self.dir, link.as_str(), follow).is_err() {
             return Ok(false); // no hard links here, or another filesystem: copy instead
         }
         if let Err(e) = rfs::renameat(&self.dir, link.as_str(), &self.dir, self.temp.as_str()) {

@@ -34,6 +34,7 @@ codes! {
     InvalidArgument = 400,
     InvalidBucketName = 400,
     InvalidDigest = 400,
+    InsufficientStorage = 507,
     InvalidRange = 416,
     InvalidPartNumber = 416,
     InvalidRequest = 400,

@@ -109,6 +109,17 @@ pub struct Request<'a> {
     pub access_key: Option<String>,
     /// Trailer headers of an aws-chunked body, filled in as the body is read to its end.
     pub trailers: Option<Trailers>,
+    /// The body's spool file, when the front spooled it (`body` reads the same file).
+    pub spooled: Option<Spooled<'a>>,
+}
+
+/// A body the front received whole into a file before the request was taken.
+pub struct Spooled<'a> {
+    pub file: &'a std::fs::File,
+    /// A path that `linkat(2)` with `AT_SYMLINK_FOLLOW` can give another name.
+    pub link: std::path::PathBuf,
+    /// Digests computed while it arrived, if any.
+    pub digests: Option<&'a crate::vfs::Digests>,
 }
 
 /// Trailer headers (lower-case name, value) received after an aws-chunked body.

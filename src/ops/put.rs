@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::io::{ErrorKind as IoKind, Read, Write};
 
-use crate::backend::ObjectMeta;
+use crate::backend::{ObjectMeta, ObjectWriter};
 use crate::ops::checksum;
 use crate::ops::headers::{self, quote};
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
@@ -254,13 +254,22 @@ fn check_length(declared: Option<u64>, got: u64) -> Result<(), S3Error> {
     }
 }
 
+/// Where a received body goes: any writer, or an object writer that may take a spooled
+/// body's file as it is.
+pub enum Sink<'a> {
+    Bytes(&'a mut dyn Write),
+    Object(&'a mut dyn ObjectWriter),
+}
+
 /// Streams a request body into `writer` and verifies it; the caller commits. MD5 is always
 /// computed when `want_md5` (part ETags are MD5 whatever `--etag-hash` says), and the
 /// checksum `default_checksum` when the request names none (a multipart upload's algorithm).
+/// A body the front spooled and already hashed becomes an object's bytes by a link to its
+/// file, without a copy, where the writer can take it.
 pub fn receive(
     ctx: &Ctx,
     rq: &mut Request,
-    writer: &mut dyn Write,
+    sink: Sink<'_>,
     limit: u64,
     want_md5: bool,
     default_checksum: Option<ChecksumAlg>,
@@ -286,7 +295,13 @@ pub fn receive(
         rq.expected_sha256.is_some(),
     )
     .with_checksum(wanted.as_ref().map(|w| w.alg));
-    let digests = stream_body(rq.body, writer, hashes, limit)?;
+    let digests = match sink {
+        Sink::Object(w) => match adopt_spooled(rq, w, &hashes, limit)? {
+            Some(d) => d,
+            None => stream_body(rq.body, w, hashes, limit)?,
+        },
+        Sink::Bytes(w) => stream_body(rq.body, w, hashes, limit)?,
+    };
     check_length(rq.content_length, digests.len)?;
     verify_digests(&digests, md5, rq.expected_sha256)?;
     if let (Some(alg), Some(w)) = (trailer_alg, wanted.as_mut()) {
@@ -294,6 +309,32 @@ pub fn receive(
     }
     checksum::verify(wanted.as_ref(), digests.checksum.as_ref())?;
     Ok(digests)
+}
+
+/// Makes a spooled body the object's bytes, if it was hashed with everything `wanted` and
+/// the writer can link its file; `None` when the body must be streamed instead.
+fn adopt_spooled(
+    rq: &Request,
+    writer: &mut dyn ObjectWriter,
+    wanted: &Hashes,
+    limit: u64,
+) -> Result<Option<Digests>, S3Error> {
+    let Some(sp) = &rq.spooled else {
+        return Ok(None);
+    };
+    let Some(d) = sp.digests.filter(|d| d.covers(wanted)) else {
+        return Ok(None);
+    };
+    check_limit(d.len, limit)?;
+    let file = sp
+        .file
+        .try_clone()
+        .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
+    match writer.adopt(file, &sp.link) {
+        Ok(true) => Ok(Some(d.clone())),
+        Ok(false) => Ok(None),
+        Err(e) => Err(crate::backend::BackendError::from(e).into()),
+    }
 }
 
 pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
@@ -326,7 +367,9 @@ pub fn put_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
         false => MAX_PUT_SIZE,
     };
     let digests =
-        receive(ctx, rq, writer.as_mut(), limit, false, None).map_err(|e| match e.code {
+        receive(ctx, rq, Sink::Object(writer.as_mut()), limit, false, None).map_err(|e| match e
+            .code
+        {
             Code::EntityTooLarge => rq.check_marker_size(1).err().unwrap_or(e),
             _ => e,
         })?;

@@ -221,6 +221,29 @@ fn write_whole(
     len
 }
 
+/// A whole answer (an error, with its XML or no body) as bytes, for the relay to send
+/// itself; it closes the connection.
+pub fn closing_answer(resp: Response, request_id: &str) -> Vec<u8> {
+    let body = match resp.body {
+        Body::Bytes(b) => b,
+        _ => Vec::new(),
+    };
+    let mut headers: Vec<(String, String)> = [
+        ("x-amz-request-id", request_id),
+        ("x-amz-id-2", request_id),
+        ("Server", "s3serve"),
+        ("Connection", "close"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    headers.extend(resp.headers);
+    let mut out = head_bytes((1, 1), resp.status, &headers);
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
 /// An answer's status line, `Date` and `headers`, without the empty line that ends the
 /// head: the caller adds its framing header first. Names that are not tokens (and any
 /// `Date` of the caller's) are left out; values are kept ASCII.

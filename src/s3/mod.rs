@@ -1,7 +1,8 @@
 //! The S3 front: turns one tiny_http request into one response. Route first, then check the
-//! signature on the headers, and only then touch the body (the `100 Continue` goes out on the
-//! first body read, so a rejected request never makes the client send its body). Every
-//! response carries `x-amz-request-id`; errors become XML in one place.
+//! signature on the headers, and only then touch the body. A request with a body was first
+//! put to [`admit`] by the relay, which reads the body only if the head passes (and only then
+//! answers `100 Continue`), so a worker always finds the body whole: after the head, or in a
+//! spool file. Every response carries `x-amz-request-id`; errors become XML in one place.
 
 pub mod auth;
 pub mod chunked;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod json;
 pub mod post;
 pub mod route;
+pub mod spool;
 
 use std::io::Read;
 use std::time::{Instant, SystemTime};
@@ -35,6 +37,8 @@ pub struct App {
     pub response_headers: Vec<(String, String)>,
     /// File bodies left for the relays to send (see [`http::FileBodies`]).
     pub file_bodies: Arc<http::FileBodies>,
+    /// Request bodies the relays spooled (see [`spool::Spools`]).
+    pub spools: Arc<spool::Spools>,
     /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
     /// `--force-path-style=false`); `None` means path style only.
     pub vhost_domain: Option<String>,
@@ -47,14 +51,17 @@ pub struct Peer {
     text: String,
     pub conn: u64,
     pub seq: u64,
+    /// The relay left the request's body in a spool file.
+    pub spooled: bool,
 }
 
 impl Peer {
-    pub fn new(text: &str, conn: u64, seq: u64) -> Peer {
+    pub fn new(text: &str, conn: u64, seq: u64, spooled: bool) -> Peer {
         Peer {
             text: text.to_string(),
             conn,
             seq,
+            spooled,
         }
     }
 
@@ -167,25 +174,120 @@ fn strip_absolute_form(url: &str) -> &str {
     url
 }
 
-/// The request's headers, without the one the relay added.
+/// The request's headers as the client sent them: without the one the relay added, and
+/// with those it renamed (so that tiny_http would not act on them) under their own names.
 fn headers_of(rq: &tiny_http::Request) -> Headers {
+    use crate::server::head::{PRIVATE_PREFIX, RENAMED_PREFIX};
     Headers(
         rq.headers()
             .iter()
-            .filter(|h| {
-                !h.field
-                    .as_str()
-                    .as_str()
-                    .eq_ignore_ascii_case(crate::server::relay::RELAY_HEADER)
-            })
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
+            .filter_map(|h| {
+                let name = h.field.as_str().as_str().to_ascii_lowercase();
+                let name = match name.strip_prefix(RENAMED_PREFIX) {
+                    Some(original) => original.to_string(),
+                    None if name.starts_with(PRIVATE_PREFIX) => return None,
+                    None => name,
+                };
+                Some((name, h.value.as_str().to_string()))
             })
             .collect(),
     )
+}
+
+/// Splits a request head (checked by the relay) into method, target and headers.
+fn parse_head(head: &[u8]) -> Option<(&str, &str, Headers)> {
+    use crate::server::head::PRIVATE_PREFIX;
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.trim_end_matches("\r\n").split("\r\n");
+    let mut request_line = lines.next()?.split(' ');
+    let (method, url) = (request_line.next()?, request_line.next()?);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+        .filter(|(n, _)| !n.starts_with(PRIVATE_PREFIX))
+        .collect();
+    Some((method, url, Headers(headers)))
+}
+
+/// Decides, from its head alone, whether the body of a request may come: the relay asks
+/// before it reads a byte of it (and before it answers `100 Continue`). A request that
+/// would fail on its route, signature, permission or bucket is answered here, so its body is
+/// never read. An accepted PUT or UploadPart is hashed as it arrives, with what a worker
+/// will need (see [`put::receive`](crate::ops::put::receive)).
+pub fn admit(app: &App, head: &[u8], peer: &str) -> crate::server::relay::Admission {
+    use crate::server::relay::Admission;
+    let Some((method, url, headers)) = parse_head(head) else {
+        return Admission::Accept {
+            hashes: None,
+            durable: false,
+        };
+    };
+    match admit_checks(app, method, url, &headers, peer == "unix") {
+        Ok((hashes, durable)) => Admission::Accept { hashes, durable },
+        Err(e) => {
+            let request_id = util::unique_token();
+            let status = e.status();
+            log::info!(target: "access", "{request_id} {} {method} - {status} 0 refused before the body: {}", Peer::new(peer, 0, 0, false).addr(), e.code.as_str());
+            let mut response = error_response(&e, &request_id, method);
+            if let Some(cors) = &app.cors {
+                response = cors.decorate(&headers, response);
+            }
+            Admission::Refuse(http::closing_answer(response, &request_id))
+        }
+    }
+}
+
+fn admit_checks(
+    app: &App,
+    method: &str,
+    url: &str,
+    headers: &Headers,
+    unix: bool,
+) -> Result<(Option<crate::vfs::Hashes>, bool), S3Error> {
+    if method == "OPTIONS" && app.cors.is_some() {
+        return Ok((None, false));
+    }
+    let vhost = vhost_bucket(headers.get("host"), app.vhost_domain.as_deref());
+    let t = parse_target(url, &app.baseurl, vhost.as_deref())?;
+    let presigned = with_presigned_headers(headers, &t.query);
+    let headers = presigned.as_ref().unwrap_or(headers);
+    let endpoint = Endpoint::from_request(method, &t.bucket, &t.key, &t.query, headers)?;
+    let anonymous = Keys::default();
+    let keys = if unix { &anonymous } else { &app.keys };
+    let payload = if endpoint == Endpoint::PostObject {
+        None // signed by the form's policy, which is in the body
+    } else {
+        let parts = SignedParts {
+            method,
+            raw_path: &t.raw_path,
+            raw_query: &t.raw_query,
+            headers,
+            vhost_bucket: t.bucket_from_host.then_some(t.bucket.as_str()),
+            baseurl: &app.baseurl,
+        };
+        Some(auth::authenticate(keys, &parts, SystemTime::now())?.payload)
+    };
+    if endpoint.writes() && app.ops.read_only {
+        return Err(S3Error::new(Code::AccessDenied, "The server is read-only."));
+    }
+    if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
+        check_bucket_name(&t.bucket)?;
+        app.vfs
+            .require_bucket(&t.bucket)
+            .map_err(|e| S3Error::from(e).with_resource(format!("/{}", t.bucket)))?;
+    }
+    let streaming = matches!(payload, Some(Payload::Streaming(_)));
+    if !matches!(endpoint, Endpoint::PutObject | Endpoint::UploadPart) || streaming {
+        return Ok((None, false));
+    }
+    let checksum = ops::checksum::from_headers(headers)
+        .ok()
+        .flatten()
+        .map(|w| w.alg);
+    let sha256 = matches!(payload, Some(Payload::Sha256(_)));
+    let hashes =
+        crate::vfs::Hashes::for_etag(app.vfs.etag_alg(), true, sha256).with_checksum(checksum);
+    Ok((Some(hashes), endpoint == Endpoint::PutObject))
 }
 
 /// Answers one request; never panics on bad input, and always responds.
@@ -194,10 +296,22 @@ pub fn handle(app: &App, mut rq: tiny_http::Request, peer: &Peer) {
     let request_id = util::unique_token();
     let method = rq.method().as_str().to_string();
     let headers = headers_of(&rq);
+    let mut spooled = match peer.spooled {
+        true => app.spools.take(peer.conn, peer.seq),
+        false => None,
+    };
     let (result, endpoint) = match &app.cors {
         Some(cors) if method == "OPTIONS" => (cors.preflight(&headers), None),
-        _ => process(app, &mut rq, &method, &headers, peer),
+        _ if peer.spooled && spooled.is_none() => (
+            Err(S3Error::new(
+                Code::IncompleteBody,
+                "The connection closed before the request could be answered.",
+            )),
+            None,
+        ),
+        _ => process(app, &mut rq, spooled.as_mut(), &method, &headers, peer),
     };
+    drop(spooled);
     let status = match &result {
         Ok(r) => r.status,
         Err(e) => e.status(),
@@ -263,6 +377,7 @@ fn error_response(e: &S3Error, request_id: &str, method: &str) -> ops::Response 
 fn process(
     app: &App,
     rq: &mut tiny_http::Request,
+    spooled: Option<&mut spool::Spooled>,
     method: &str,
     headers: &Headers,
     peer: &Peer,
@@ -280,7 +395,7 @@ fn process(
             Err(e) => return (Err(e), None),
         };
     (
-        dispatch_authenticated(app, rq, method, headers, &target, endpoint, peer),
+        dispatch_authenticated(app, rq, spooled, method, headers, &target, endpoint, peer),
         Some(endpoint),
     )
 }
@@ -318,9 +433,11 @@ fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dispatch_authenticated(
     app: &App,
     rq: &mut tiny_http::Request,
+    spooled: Option<&mut spool::Spooled>,
     method: &str,
     headers: &Headers,
     t: &Target,
@@ -342,7 +459,11 @@ fn dispatch_authenticated(
             opts: &app.ops,
             now,
         };
-        return post::post_object(&ctx, keys, &t.bucket, headers, rq.as_reader());
+        let body: &mut dyn Read = match spooled {
+            Some(s) => &mut s.file,
+            None => rq.as_reader(),
+        };
+        return post::post_object(&ctx, keys, &t.bucket, headers, body);
     }
     let parts = SignedParts {
         method,
@@ -375,7 +496,12 @@ fn dispatch_authenticated(
         now,
     };
     let trailers = chunked::Trailers::default();
-    let raw_body = rq.as_reader();
+    let spooled = spooled.map(|s| &*s);
+    let mut spool_file = spooled.map(|s| &s.file);
+    let raw_body: &mut dyn Read = match spool_file.as_mut() {
+        Some(f) => f,
+        None => rq.as_reader(),
+    };
     let mut decoder;
     let body: &mut dyn std::io::Read = match streaming {
         Some(s) => {
@@ -399,6 +525,11 @@ fn dispatch_authenticated(
         expected_sha256,
         access_key: identity.access_key,
         trailers: Some(trailers),
+        spooled: spooled.map(|s| ops::Spooled {
+            file: &s.file,
+            link: s.link_path(),
+            digests: s.digests.as_ref(),
+        }),
     };
     dispatch(&ctx, endpoint, &mut request)
 }

@@ -310,6 +310,7 @@ pub fn post_object(
         expected_sha256: None,
         access_key,
         trailers: None,
+        spooled: None,
     };
     let put = ops::put::put_object(ctx, &mut rq)?;
     let etag = put

@@ -110,6 +110,26 @@ fn subresource<'a>(q: &'a Query, allowed: &[&str]) -> Option<&'a str> {
 }
 
 impl Endpoint {
+    /// The operation changes what is stored (refused with `--read-only`).
+    pub fn writes(self) -> bool {
+        use Endpoint::*;
+        matches!(
+            self,
+            CreateBucket
+                | DeleteBucket
+                | DeleteObjects
+                | PutObject
+                | CopyObject
+                | DeleteObject
+                | PostObject
+                | CreateMultipartUpload
+                | UploadPart
+                | UploadPartCopy
+                | CompleteMultipartUpload
+                | AbortMultipartUpload
+        )
+    }
+
     pub fn from_request(
         method: &str,
         bucket: &str,

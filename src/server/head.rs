@@ -14,6 +14,12 @@ pub enum Refusal {
     NotImplemented(&'static str),
     /// 503: the request queue cannot be reached.
     Unavailable,
+    /// 507: a body of `want` bytes does not fit in the `free` space for spooling.
+    Full { want: u64, free: u64 },
+    /// 500: the body could not be spooled (the log says why).
+    Internal,
+    /// 400: the client ended its side before the whole body arrived.
+    Incomplete,
 }
 
 /// How the body of a request is delimited.
@@ -34,6 +40,8 @@ pub struct Head {
     /// tiny_http keeps the connection open after answering (HTTP/1.1 without
     /// `Connection: close` or `upgrade`).
     pub keep_alive: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    pub expects_continue: bool,
 }
 
 /// Where the head that starts `buf` ends: `Ok(None)` while it is incomplete and within
@@ -75,6 +83,7 @@ fn check_head(head: &[u8]) -> Result<Head, Refusal> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut keep_alive = http11;
+    let mut expects_continue = false;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(Refusal::Bad("A header line has no colon."));
@@ -99,11 +108,13 @@ fn check_head(head: &[u8]) -> Result<Head, Refusal> {
             } else if v.contains("keep-alive") {
                 keep_alive = true;
             }
-        } else if name.eq_ignore_ascii_case("expect") && !value.eq_ignore_ascii_case("100-continue")
-        {
-            return Err(Refusal::Bad(
-                "The only expectation supported is 100-continue.",
-            ));
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !value.eq_ignore_ascii_case("100-continue") {
+                return Err(Refusal::Bad(
+                    "The only expectation supported is 100-continue.",
+                ));
+            }
+            expects_continue = true;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if !value.eq_ignore_ascii_case("chunked") || chunked {
                 return Err(Refusal::NotImplemented(
@@ -127,6 +138,7 @@ fn check_head(head: &[u8]) -> Result<Head, Refusal> {
         framing,
         is_head: method == "HEAD",
         keep_alive,
+        expects_continue,
     })
 }
 
@@ -138,18 +150,33 @@ fn parse_length(v: &str) -> Result<u64, Refusal> {
         .map_err(|_| Refusal::Bad("The Content-Length header is not a number."))
 }
 
-/// Copies `head` to `out` without any header called `drop_name`, and with `extra` (a whole
-/// `Name: value` line without its CRLF) added last.
-pub fn rewrite_head(head: &[u8], drop_name: &str, extra: &str, out: &mut Vec<u8>) {
+/// Header names starting with this are the relay's own: a client's are dropped.
+pub const PRIVATE_PREFIX: &str = "x-s3serve-";
+/// A header the relay renames so that tiny_http does not act on it keeps its value under
+/// this prefix (`Content-Length` becomes `x-s3serve-orig-content-length`).
+pub const RENAMED_PREFIX: &str = "x-s3serve-orig-";
+
+/// Copies `head` to `out` without any header whose name starts with [`PRIVATE_PREFIX`],
+/// with the headers named in `rename` moved under [`RENAMED_PREFIX`], and with `extra` (a
+/// whole `Name: value` line without its CRLF) added last.
+pub fn rewrite_head(head: &[u8], rename: &[&str], extra: &str, out: &mut Vec<u8>) {
     let body = &head[..head.len() - 2]; // keeps the CRLF that ends the last line
-    let mut first = true;
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let dropped = !first
-            && line.len() > drop_name.len()
-            && line[..drop_name.len()].eq_ignore_ascii_case(drop_name.as_bytes())
-            && line[drop_name.len()] == b':';
-        first = false;
-        if !dropped {
+    let named = |line: &[u8], name: &str| {
+        line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+    };
+    for (i, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i == 0 {
+            out.extend_from_slice(line);
+        } else if named(line, PRIVATE_PREFIX) {
+            continue;
+        } else {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(0);
+            if rename
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(std::str::from_utf8(&line[..colon]).unwrap_or("")))
+            {
+                out.extend_from_slice(RENAMED_PREFIX.as_bytes());
+            }
             out.extend_from_slice(line);
         }
     }
@@ -188,6 +215,11 @@ impl Chunked {
     /// Consumes body bytes from the start of `input`. Returns how many belong to the body;
     /// fewer than `input.len()` only once the body is complete ([`Chunked::done`]).
     pub fn advance(&mut self, input: &[u8]) -> Result<usize, Refusal> {
+        self.decode(input, |_| {})
+    }
+
+    /// As [`Chunked::advance`], and gives each piece of chunk data to `data` as it passes.
+    pub fn decode(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, Refusal> {
         let bad = Refusal::Bad("The chunked body is malformed.");
         let mut i = 0;
         while i < input.len() {
@@ -196,6 +228,7 @@ impl Chunked {
                 ChunkState::Done => return Ok(i),
                 ChunkState::Data(n) => {
                     let take = (input.len() - i).min(n.min(usize::MAX as u64) as usize);
+                    data(&input[i..i + take]);
                     i += take;
                     let left = n - take as u64;
                     self.state = if left == 0 {
@@ -535,14 +568,37 @@ HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n";
     }
 
     #[test]
-    fn rewriting_drops_spoofed_headers_and_appends_ours() {
-        let h = b"GET / HTTP/1.1\r\nHost: x\r\nx-relay: spoof\r\nX-Relay-Other: keep\r\n\r\n";
+    fn rewriting_drops_spoofed_headers_renames_framing_and_appends_ours() {
+        let h = b"PUT / HTTP/1.1\r\nHost: x\r\nX-S3serve-Relay: spoof\r\n\
+x-s3serve-orig-content-length: 9\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\
+X-Relay-Other: keep\r\n\r\n";
         let mut out = Vec::new();
-        rewrite_head(h, "x-relay", "x-relay: real", &mut out);
+        rewrite_head(
+            h,
+            &["content-length", "expect"],
+            "x-s3serve-relay: real",
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET / HTTP/1.1\r\nHost: x\r\nX-Relay-Other: keep\r\nx-relay: real\r\n\r\n"
+            "PUT / HTTP/1.1\r\nHost: x\r\nx-s3serve-orig-Content-Length: 5\r\n\
+x-s3serve-orig-Expect: 100-continue\r\nX-Relay-Other: keep\r\nx-s3serve-relay: real\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn chunked_data_is_decoded_in_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for split in 0..=body.len() - 4 {
+            let mut c = Chunked::default();
+            let mut got = Vec::new();
+            c.decode(&body[..split], |d| got.extend_from_slice(d))
+                .unwrap();
+            c.decode(&body[split..], |d| got.extend_from_slice(d))
+                .unwrap();
+            assert!(c.done());
+            assert_eq!(got, b"hello0123456789abcdef", "split at {split}");
+        }
     }
 
     #[test]

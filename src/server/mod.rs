@@ -150,7 +150,22 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         vhost_domain: config.vhost_domain.clone(),
         response_headers: config.response_headers.clone(),
         file_bodies: Default::default(),
+        spools: Default::default(),
     })
+}
+
+/// Body bytes all relays together may hold in memory; past this, bodies are spooled.
+const HELD_BODIES: usize = 16 << 20;
+
+/// Where request bodies are spooled: beside the served tree, so that a spooled PUT becomes
+/// its object by a link; the temporary folder for storage that has no files.
+fn spool_dir(config: &Config) -> Result<relay::spool::SpoolDir, String> {
+    let path = match &config.storage {
+        Storage::Local(root) => root.join(crate::backend::key::HIDDEN_PREFIX).join("spool"),
+        Storage::Memory => std::env::temp_dir(),
+    };
+    relay::spool::SpoolDir::open(&path, config.file_perms)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Binds every address, then starts accept loops and workers.
@@ -210,6 +225,14 @@ pub fn start(config: &Config) -> Result<Running, String> {
         queued: AtomicUsize::new(0),
         queue_cap: config.queue,
         file_bodies: app.file_bodies.clone(),
+        admit: {
+            let app = app.clone();
+            Box::new(move |head: &[u8], peer: &str| s3::admit(&app, head, peer))
+        },
+        spool: Arc::new(spool_dir(config)?),
+        spools: app.spools.clone(),
+        held: AtomicUsize::new(0),
+        held_cap: HELD_BODIES,
     });
     let slots = Arc::new(Slots::new(connection_cap(config)));
     let relays = Relays::new(shared.clone());
@@ -301,22 +324,24 @@ pub struct Incoming {
     peer: Peer,
 }
 
-/// Reads the relay's header: `token id first seq peer…`. `None` if it is missing or forged.
+/// Reads the relay's header: `token id first seq spooled peer…`. `None` if it is missing
+/// or forged.
 fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)> {
     let h = rq
         .headers()
         .iter()
         .rev()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(RELAY_HEADER))?;
-    let mut parts = h.value.as_str().splitn(5, ' ');
+    let mut parts = h.value.as_str().splitn(6, ' ');
     if parts.next()? != token {
         return None;
     }
     let id = parts.next()?.parse().ok()?;
     let first = parts.next()? == "1";
     let seq = parts.next()?.parse().ok()?;
+    let spooled = parts.next()? == "1";
     let peer = parts.next()?;
-    Some((id, first, Peer::new(peer, id, seq)))
+    Some((id, first, Peer::new(peer, id, seq, spooled)))
 }
 
 /// Where workers take requests: tiny_http's queue. If tiny_http's accept loop dies (it ends

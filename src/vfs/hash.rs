@@ -112,6 +112,17 @@ impl Hashes {
 }
 
 impl Digests {
+    /// Every digest `wanted` computes is here.
+    pub fn covers(&self, wanted: &Hashes) -> bool {
+        (wanted.md5.is_none() || self.md5.is_some())
+            && (wanted.sha1.is_none() || self.sha1.is_some())
+            && (wanted.sha256.is_none() || self.sha256.is_some())
+            && match &wanted.checksum {
+                None => true,
+                Some((alg, _)) => self.checksum.as_ref().is_some_and(|(a, _)| a == alg),
+            }
+    }
+
     /// The unquoted ETag for `alg`, if that digest was computed.
     pub fn etag(&self, alg: EtagAlg) -> Option<String> {
         match alg {

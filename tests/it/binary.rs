@@ -71,16 +71,19 @@ fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
         false,
     );
     assert_eq!(r.status, 200);
+    // The `100 Continue` says the request was accepted and its body is awaited.
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(
-        b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\nhalf-",
+        b"PUT /bk1/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
-    wait_for_upload_in(&dir.0.join("bk1"));
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, true).status, 100);
+    c.write_all(b"half-").unwrap();
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     c.write_all(&[b'!'; 1995]).unwrap();
-    let r = read_response(&mut BufReader::new(c), false);
+    let r = read_response(&mut reader, false);
     assert_eq!(r.status, 200);
     assert_eq!(std::fs::read(dir.0.join("bk1/k")).unwrap().len(), 2000);
     assert!(child.wait().unwrap().success());

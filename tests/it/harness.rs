@@ -244,29 +244,6 @@ pub fn md5_hex(data: &[u8]) -> String {
         .unwrap()
 }
 
-/// Waits until a write to `dir` is in progress (its temporary file exists): proof that a
-/// worker is inside the request, without guessing how long that takes.
-pub fn wait_for_upload_in(dir: &Path) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let busy = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(".s3serve-tmp-"))
-            })
-            .unwrap_or(false);
-        if busy {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no upload started in {}",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn read_chunked(r: &mut impl BufRead) -> Vec<u8> {
     let mut body = Vec::new();
     loop {

@@ -16,7 +16,7 @@ use crate::backend::{key, UploadInfo};
 use crate::ops::checksum;
 use crate::ops::copy::parse_copy_source;
 use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
-use crate::ops::put::{self, receive, MAX_PUT_SIZE};
+use crate::ops::put::{self, receive, Sink, MAX_PUT_SIZE};
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
@@ -188,7 +188,8 @@ pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let number = part_number(rq)?;
     let info = upload(ctx, rq)?;
     let mut writer = uploads(ctx)?.part_writer(&info.id, number, rq.content_length)?;
-    let digests = receive(ctx, rq, &mut writer, MAX_PUT_SIZE, true, upload_alg(&info))?;
+    let sink = Sink::Bytes(&mut writer);
+    let digests = receive(ctx, rq, sink, MAX_PUT_SIZE, true, upload_alg(&info))?;
     let (md5, ck) = commit_part(writer, &digests, &info)?;
     let mut resp = Response::empty(200).header("ETag", quote(&md5));
     if let Some((alg, v)) = ck {

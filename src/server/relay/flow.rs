@@ -1,118 +1,22 @@
-//! The relay's byte movers: request bytes from the client to tiny_http (copied, or spliced
-//! through a pipe for long bodies), answers back (copied, with file bodies sent by
-//! sendfile(2)), and the framing and answer-following that decide where each byte may go.
+//! The relay's byte movers: request bytes from the client to tiny_http (heads, and bodies
+//! held in the buffer), answers back (copied, with file bodies sent by sendfile(2)), and
+//! the answer-following that decides where each byte may go.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use super::{Phase, Relay, HEAD_SLACK, IN_BUF, OUT_BUF};
-
-/// A pipe that moves request bodies from a plain client socket to tiny_http with splice(2),
-/// without copying them through the relay.
-pub(super) struct Pipe {
-    read: std::os::fd::OwnedFd,
-    write: std::os::fd::OwnedFd,
-    pub(super) size: usize,
-}
+use super::{Relay, HEAD_SLACK, IN_BUF, OUT_BUF};
 
 /// File bodies for TLS connections are read and encrypted this much at a time.
 const TLS_FILE_CHUNK: usize = 64 * 1024;
-
-/// Request bodies (what is left of them) from this size up are spliced.
-const SPLICE_MIN: u64 = 64 * 1024;
-
-impl Pipe {
-    pub(super) fn new() -> Option<Pipe> {
-        use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
-        let _ = fcntl_setpipe_size(&write, 1 << 20);
-        let size = fcntl_getpipe_size(&write).ok()?;
-        Some(Pipe { read, write, size })
-    }
-}
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
 }
 
 impl Relay<'_> {
-    /// A long body is being read, with nothing else buffered: it goes through the pipe.
-    pub(super) fn splicing(&self) -> bool {
-        matches!(self.phase, Phase::Body(n) if n >= SPLICE_MIN)
-            && self.in_end == 0
-            && self.inner.is_some()
-            && self.pipe.is_some()
-            && self.side.raw_socket().is_some()
-    }
-
-    /// Moves body bytes from the client into the pipe, and from the pipe to tiny_http.
-    pub(super) fn splice_in(&mut self) -> io::Result<()> {
-        use rustix::pipe::{splice, SpliceFlags};
-        let (Some(pipe), Some(sock), Phase::Body(n)) =
-            (&self.pipe, self.side.raw_socket(), &mut self.phase)
-        else {
-            return Ok(());
-        };
-        let room = (pipe.size - self.piped_in).min((*n).min(usize::MAX as u64) as usize);
-        if room > 0 {
-            match splice(sock, None, &pipe.write, None, room, SpliceFlags::NONBLOCK) {
-                Ok(0) => self.client_eof = true,
-                Ok(k) => {
-                    self.piped_in += k;
-                    *n -= k as u64;
-                    if *n == 0 {
-                        self.phase = Phase::Head;
-                    }
-                    self.last_in = Instant::now();
-                }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.write_inner()?;
-        if self.client_eof {
-            self.client_ended();
-        }
-        Ok(())
-    }
-
-    /// Sends what the pipe holds on to tiny_http; true once it is empty.
-    pub(super) fn drain_pipe(&mut self) -> bool {
-        use rustix::pipe::{splice, SpliceFlags};
-        let (Some(pipe), Some(inner)) = (&self.pipe, &self.inner) else {
-            return self.piped_in == 0;
-        };
-        while self.piped_in > 0 {
-            match splice(
-                &pipe.read,
-                None,
-                inner,
-                None,
-                self.piped_in,
-                SpliceFlags::NONBLOCK,
-            ) {
-                Ok(m) => self.piped_in -= m,
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return false,
-                // tiny_http closed its side: nothing more can go to it.
-                Err(_) => break,
-            }
-        }
-        if self.piped_in > 0 {
-            self.piped_in = 0;
-            self.pipe = None;
-            self.client_eof = true;
-        }
-        true
-    }
-
     pub(super) fn read_client(&mut self) -> io::Result<()> {
         self.read_more = false;
-        if self.splicing() {
-            return self.splice_in();
-        }
-        if self.piped_in > 0 {
-            return Ok(());
-        }
         let room = IN_BUF - HEAD_SLACK;
         if self.in_end >= room {
             return Ok(());
@@ -140,9 +44,6 @@ impl Relay<'_> {
     }
 
     pub(super) fn write_inner(&mut self) -> io::Result<()> {
-        if !self.drain_pipe() {
-            return Ok(());
-        }
         let Some(inner) = &mut self.inner else {
             return Ok(());
         };

@@ -9,6 +9,7 @@
 mod flow;
 mod gate;
 mod side;
+pub mod spool;
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -16,12 +17,14 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::head::{self, Chunked, Framing, Refusal, Responses};
+use super::head::{self, Chunked, Framing, Head, Refusal, Responses};
 use crate::ops::{Code, S3Error};
 use crate::s3::http::{FileBodies, FileBody};
-use flow::Pipe;
+use crate::s3::spool::Spools;
+use crate::vfs::Hashes;
 pub use gate::Gate;
 pub use side::{Plain, Side};
+use spool::{SpoolDir, SpoolError, SpoolWriter};
 
 /// The header the relay adds to every request head (and removes when a client sends it).
 pub const RELAY_HEADER: &str = "x-s3serve-relay";
@@ -32,6 +35,26 @@ const IN_BUF: usize = 256 * 1024;
 const HEAD_SLACK: usize = 512;
 /// Response bytes buffered per connection: one read of what a worker writes at once.
 const OUT_BUF: usize = 256 * 1024;
+/// After refusing a request whose body is still coming, the relay reads and drops this much
+/// of it, for at most `LINGER`, so that the client sees the answer rather than a reset.
+const LINGER_BYTES: u64 = 8 << 20;
+const LINGER: Duration = Duration::from_secs(2);
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What the front says about a request head with a body, before the body is read.
+pub enum Admission {
+    /// The body may come. A spooled body is hashed with `hashes` as it arrives; `durable`:
+    /// it will likely become an object, so its write-back starts early.
+    Accept {
+        hashes: Option<Hashes>,
+        durable: bool,
+    },
+    /// The whole answer refusing the request; the connection closes after it.
+    Refuse(Vec<u8>),
+}
+
+/// Checks a request head (its bytes, and the peer as in the relay header).
+pub type Admit = dyn Fn(&[u8], &str) -> Admission + Send + Sync;
 
 /// The timeouts and limits of `--server-read-timeout`, `--server-write-timeout`,
 /// `--idle-timeout` and `--max-header-bytes`.
@@ -69,14 +92,40 @@ pub struct Shared {
     pub queue_cap: usize,
     /// File bodies workers leave for relays to send.
     pub file_bodies: std::sync::Arc<FileBodies>,
+    /// Decides whether a body may come, from its head.
+    pub admit: Box<Admit>,
+    /// Where bodies too large for a relay's buffer wait, and how workers find them.
+    pub spool: std::sync::Arc<SpoolDir>,
+    pub spools: std::sync::Arc<Spools>,
+    /// Body bytes held in relay buffers, and the most allowed; past it bodies are spooled.
+    pub held: std::sync::atomic::AtomicUsize,
+    pub held_cap: usize,
 }
 
 enum Phase {
     Head,
-    Body(u64),
-    Chunked(Chunked),
+    /// A body arriving in the buffer behind its head, which waits at `in_fwd`: `got` bytes
+    /// are there, `left` are still to come. `held` bytes are counted in `Shared::held`.
+    Hold {
+        head: Head,
+        got: usize,
+        left: u64,
+        held: usize,
+    },
+    /// A body arriving into a spool file; its head waits at `in_fwd`.
+    Spool {
+        head: Head,
+        spool: SpoolWriter,
+        left: BodyLeft,
+    },
     /// A refusal is queued; input is ignored.
     Refused,
+}
+
+/// What is left of a body being spooled.
+enum BodyLeft {
+    Length(u64),
+    Chunked(Chunked),
 }
 
 struct Relay<'a> {
@@ -109,9 +158,8 @@ struct Relay<'a> {
     /// A file body a worker left, sent at `file_at` in the answer stream.
     file: Option<FileBody>,
     file_at: usize,
-    /// Request body bytes in the pipe, due to tiny_http before anything in `inb`.
-    pipe: Option<Pipe>,
-    piped_in: usize,
+    /// A `100 Continue` is owed to the client, sent once earlier answers are out.
+    continue_due: bool,
     /// Sequence numbers of the next request passed on and of the next answer.
     req_seq: u64,
     resp_seq: u64,
@@ -138,7 +186,6 @@ pub struct Kept {
     inner: Option<(UnixStream, u32)>,
     inb: Box<[u8]>,
     outb: Box<[u8]>,
-    pipe: Option<Pipe>,
 }
 
 /// Relays one connection until either end closes or a limit is hit.
@@ -152,8 +199,6 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         _ => (None, current),
     };
     shared.file_bodies.open(id);
-    let plain = side.raw_socket().is_some();
-    let pipe = kept.pipe.take().or_else(|| plain.then(Pipe::new).flatten());
     let mut inb = std::mem::take(&mut kept.inb);
     if inb.len() != IN_BUF {
         inb = vec![0; IN_BUF].into_boxed_slice();
@@ -165,8 +210,7 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         peer,
         outb: std::mem::take(&mut kept.outb),
         parsed: 0,
-        pipe,
-        piped_in: 0,
+        continue_due: false,
         file: None,
         file_at: 0,
         req_seq: 0,
@@ -196,19 +240,23 @@ pub fn serve(side: &mut dyn Side, peer: &str, id: u64, shared: &Shared, kept: &m
         last_out: now,
     };
     match r.run() {
-        Ok(()) => r.side.close(),
+        Ok(()) => {
+            r.side.close();
+            if r.refusal_sent && !r.client_eof {
+                r.linger();
+            }
+        }
         Err(e) => log::debug!("connection {id} ({peer}): {e}"),
     }
+    r.set_phase(Phase::Head);
     shared.gate.release(id);
     if r.reusable() {
         kept.inner = r.inner.take().map(|s| (s, r.inner_gen));
     }
     kept.inb = std::mem::take(&mut r.inb);
     kept.outb = std::mem::take(&mut r.outb);
-    if r.piped_in == 0 {
-        kept.pipe = r.pipe.take();
-    }
     shared.file_bodies.close(id);
+    shared.spools.close(id);
 }
 
 /// A kept connection to tiny_http is usable if nothing (not even its end) is waiting on it.
@@ -232,6 +280,9 @@ impl Relay<'_> {
             if self.finished() {
                 return Ok(());
             }
+            if self.continue_due {
+                self.send_continue();
+            }
             let want_in = self.wants_input();
             if want_in && self.read_more {
                 self.read_client()?;
@@ -249,7 +300,7 @@ impl Relay<'_> {
                 if !self.inner_eof && self.out_end < OUT_BUF {
                     inner_ev |= PollFlags::IN;
                 }
-                if self.in_start < self.in_fwd || self.piped_in > 0 {
+                if self.in_start < self.in_fwd {
                     inner_ev |= PollFlags::OUT;
                 }
             }
@@ -342,10 +393,7 @@ impl Relay<'_> {
         if self.client_eof || matches!(self.phase, Phase::Refused) {
             return false;
         }
-        if self.splicing() {
-            return self.pipe.as_ref().is_some_and(|p| self.piped_in < p.size);
-        }
-        self.piped_in == 0 && self.in_end + HEAD_SLACK < IN_BUF
+        self.in_end + HEAD_SLACK < IN_BUF
     }
 
     /// Everything is said: tiny_http closed and its answers (and any refusal) are out; or
@@ -375,7 +423,6 @@ impl Relay<'_> {
             && matches!(self.phase, Phase::Head)
             && self.head_started.is_none()
             && self.in_end == 0
-            && self.piped_in == 0
             && self.out_start == self.out_end
             && self.file.is_none()
             && self.resp.idle()
@@ -384,6 +431,10 @@ impl Relay<'_> {
     /// The client ended: tell tiny_http, unless the client ended cleanly between requests
     /// (then the connection is kept for the next client once the answers are out).
     fn client_ended(&mut self) {
+        if matches!(self.phase, Phase::Hold { .. } | Phase::Spool { .. }) {
+            // Half a body never reaches a worker: it is answered here, and dropped.
+            self.refuse(Refusal::Incomplete);
+        }
         let clean = matches!(self.phase, Phase::Head)
             && self.head_started.is_none()
             && self.in_end == 0
@@ -392,48 +443,91 @@ impl Relay<'_> {
             return;
         }
         if let Some(inner) = &self.inner {
-            if self.in_start == self.in_fwd && self.piped_in == 0 {
+            if self.in_start == self.in_fwd {
                 let _ = inner.shutdown(std::net::Shutdown::Write);
                 self.inner_shut = true;
             }
         }
     }
 
-    /// Frames what has arrived: heads are checked and rewritten, body bytes are counted.
+    /// Frames what has arrived: heads are checked, bodies are gathered (in the buffer or a
+    /// spool file), and each request is passed on once its body is whole.
     fn frame(&mut self) -> Result<(), Refusal> {
-        while self.in_fwd < self.in_end {
-            let pending = &self.inb[self.in_fwd..self.in_end];
+        loop {
             match &mut self.phase {
                 Phase::Refused => {
                     self.in_end = self.in_fwd;
                     return Ok(());
                 }
-                Phase::Body(n) => {
-                    let k = (*n).min(pending.len() as u64);
-                    self.in_fwd += k as usize;
-                    *n -= k;
-                    if *n == 0 {
-                        self.phase = Phase::Head;
-                    }
-                }
-                Phase::Chunked(c) => {
-                    let k = c.advance(pending)?;
-                    self.in_fwd += k;
-                    if c.done() {
-                        self.phase = Phase::Head;
-                    }
-                }
                 Phase::Head => {
-                    if !self.frame_head()? {
+                    if self.in_fwd == self.in_end || !self.frame_head()? {
                         return Ok(());
                     }
                 }
+                Phase::Hold {
+                    head,
+                    got,
+                    left,
+                    held: _,
+                } => {
+                    let start = self.in_fwd + head.len + *got;
+                    let k = (*left).min((self.in_end - start) as u64);
+                    *got += k as usize;
+                    *left -= k;
+                    if *left > 0 {
+                        return Ok(());
+                    }
+                    let (head, body) = (head.clone(), *got);
+                    self.set_phase(Phase::Head);
+                    self.pass_on(&head, body, false)?;
+                }
+                Phase::Spool { head, spool, left } => {
+                    let start = self.in_fwd + head.len;
+                    let pending = &self.inb[start..self.in_end];
+                    let mut failed = None;
+                    let (used, done) = match left {
+                        BodyLeft::Length(n) => {
+                            let k = (*n).min(pending.len() as u64) as usize;
+                            if let Err(e) = spool.write(&pending[..k]) {
+                                failed = Some(e);
+                            }
+                            *n -= k as u64;
+                            (k, *n == 0)
+                        }
+                        BodyLeft::Chunked(c) => {
+                            let k = c.decode(pending, |data| {
+                                if failed.is_none() {
+                                    failed = spool.write(data).err();
+                                }
+                            })?;
+                            (k, c.done())
+                        }
+                    };
+                    if let Some(e) = failed {
+                        return Err(spool_refusal(self.id, e));
+                    }
+                    self.inb.copy_within(start + used..self.in_end, start);
+                    self.in_end -= used;
+                    if !done {
+                        return Ok(());
+                    }
+                    let Phase::Spool { head, spool, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Head)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    let body = spool
+                        .finish()
+                        .map_err(|e| spool_refusal(self.id, SpoolError::Io(e)))?;
+                    self.shared.spools.give(self.id, self.req_seq, body);
+                    self.pass_on(&head, 0, true)?;
+                }
             }
         }
-        Ok(())
     }
 
-    /// Frames the head at `in_fwd`; false while it is incomplete.
+    /// Frames the head at `in_fwd`; false while it is incomplete. A head without a body is
+    /// passed on at once; one with a body is first put to the front, which may refuse it.
     fn frame_head(&mut self) -> Result<bool, Refusal> {
         let now = Instant::now();
         let started = *self.head_started.get_or_insert(now);
@@ -441,25 +535,89 @@ impl Relay<'_> {
         let Some(h) = head::find_head(&self.inb[self.in_fwd..self.in_end], limit)? else {
             return Ok(false);
         };
+        self.head_started = None;
+        self.request_started = started;
+        if h.framing == Framing::Length(0) {
+            self.pass_on(&h, 0, false)?;
+            return Ok(true);
+        }
+        let head_bytes = &self.inb[self.in_fwd..self.in_fwd + h.len];
+        let (hashes, durable) = match (self.shared.admit)(head_bytes, self.peer) {
+            Admission::Refuse(answer) => {
+                self.refuse_with(answer);
+                return Ok(false);
+            }
+            Admission::Accept { hashes, durable } => (hashes, durable),
+        };
+        self.continue_due = h.expects_continue;
+        let ordering = std::sync::atomic::Ordering::AcqRel;
+        if let Framing::Length(n) = h.framing {
+            let fits = (h.len as u64)
+                .saturating_add(n)
+                .saturating_add(2 * HEAD_SLACK as u64)
+                <= IN_BUF as u64;
+            let cap = self.shared.held_cap;
+            let held = n as usize;
+            if fits
+                && self
+                    .shared
+                    .held
+                    .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |x| {
+                        (x + held <= cap).then_some(x + held)
+                    })
+                    .is_ok()
+            {
+                self.phase = Phase::Hold {
+                    head: h,
+                    got: 0,
+                    left: n,
+                    held,
+                };
+                return Ok(true);
+            }
+        }
+        let (declared, left) = match h.framing {
+            Framing::Length(n) => (Some(n), BodyLeft::Length(n)),
+            Framing::Chunked => (None, BodyLeft::Chunked(Chunked::default())),
+        };
+        let spool = self
+            .shared
+            .spool
+            .start(declared, hashes, durable)
+            .map_err(|e| spool_refusal(self.id, e))?;
+        self.phase = Phase::Spool {
+            head: h,
+            spool,
+            left,
+        };
+        Ok(true)
+    }
+
+    /// Passes on the request whose head `h` is at `in_fwd`, followed by `body` bytes in the
+    /// buffer (or by none, its body `spooled`): the head is rewritten with the relay's
+    /// header, and the connection to tiny_http opened if this is its first request.
+    fn pass_on(&mut self, h: &Head, body: usize, spooled: bool) -> Result<(), Refusal> {
+        let now = Instant::now();
         self.leave_stale_inner();
         // The first request on a new connection to tiny_http opens the gate behind it.
         let first = self.inner.is_none();
         let extra = format!(
-            "{RELAY_HEADER}: {} {} {} {} {}",
+            "{RELAY_HEADER}: {} {} {} {} {} {}",
             self.shared.token,
             self.id,
             u8::from(first),
             self.req_seq,
+            u8::from(spooled),
             self.peer
         );
+        // tiny_http must not frame a spooled body, nor answer `100 Continue` itself.
+        let rename: &[&str] = match spooled {
+            true => &["content-length", "transfer-encoding", "expect"],
+            false => &["expect"],
+        };
         let at = self.in_fwd;
-        let mut new_head = Vec::with_capacity(h.len + extra.len() + 4);
-        head::rewrite_head(
-            &self.inb[at..at + h.len],
-            RELAY_HEADER,
-            &extra,
-            &mut new_head,
-        );
+        let mut new_head = Vec::with_capacity(h.len + extra.len() + 64);
+        head::rewrite_head(&self.inb[at..at + h.len], rename, &extra, &mut new_head);
         let grow = new_head.len().saturating_sub(h.len);
         if self.in_end + grow > IN_BUF {
             return Err(Refusal::HeadTooLarge);
@@ -490,19 +648,78 @@ impl Relay<'_> {
             .copy_within(at + h.len..self.in_end, at + new_head.len());
         self.inb[at..at + new_head.len()].copy_from_slice(&new_head);
         self.in_end = self.in_end + new_head.len() - h.len;
-        self.in_fwd += new_head.len();
-        self.head_started = None;
-        self.request_started = started;
+        self.in_fwd += new_head.len() + body;
         self.head_forwarded = Some(now);
         self.resp.expect(h.is_head);
         self.req_seq += 1;
         self.inner_doomed |= !h.keep_alive;
-        self.phase = match h.framing {
-            Framing::Length(0) => Phase::Head,
-            Framing::Length(n) => Phase::Body(n),
-            Framing::Chunked => Phase::Chunked(Chunked::default()),
-        };
-        Ok(true)
+        self.phase = Phase::Head;
+        self.continue_due = false;
+        Ok(())
+    }
+
+    /// Moves to `phase`, giving back the room a held body took in the shared budget (a
+    /// spool file being written is removed when its phase is dropped).
+    fn set_phase(&mut self, phase: Phase) {
+        if let Phase::Hold { held, .. } = std::mem::replace(&mut self.phase, phase) {
+            self.shared
+                .held
+                .fetch_sub(held, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Sends the `100 Continue` owed, once every earlier answer is out.
+    fn send_continue(&mut self) {
+        let quiet = self.resp.idle()
+            && self.out_start == self.out_end
+            && self.parsed == self.out_end
+            && self.file.is_none();
+        if !matches!(self.phase, Phase::Hold { .. } | Phase::Spool { .. }) {
+            self.continue_due = false;
+            return;
+        }
+        if !quiet {
+            return;
+        }
+        if self.outb.len() < OUT_BUF {
+            self.outb = vec![0; OUT_BUF].into_boxed_slice();
+        }
+        self.out_start = 0;
+        self.out_end = CONTINUE.len();
+        self.parsed = self.out_end;
+        self.outb[..CONTINUE.len()].copy_from_slice(CONTINUE);
+        self.continue_due = false;
+    }
+
+    /// Reads and drops what the client still sends after a refusal, for a short while, so
+    /// that closing does not reset the connection before the client has read the answer.
+    fn linger(&mut self) {
+        let until = Instant::now() + LINGER;
+        let mut dropped = 0u64;
+        let mut buf = [0u8; 16 * 1024];
+        while dropped < LINGER_BYTES {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let ts = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let mut fds = [PollFd::from_borrowed_fd(self.side.fd(), PollFlags::IN)];
+            match poll(&mut fds, Some(&ts)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            match self.side.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => dropped += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Closes a quiet connection to a tiny_http that has since been replaced, so that the
@@ -514,7 +731,6 @@ impl Relay<'_> {
             .load(std::sync::atomic::Ordering::Acquire);
         let quiet = self.resp.idle()
             && self.in_start == self.in_fwd
-            && self.piped_in == 0
             && !self.inner_shut
             && !self.inner_eof
             && !self.inner_doomed;
@@ -562,9 +778,16 @@ impl Relay<'_> {
     /// answers to the requests before it, and then the connection closes.
     fn refuse(&mut self, refusal: Refusal) {
         log::info!(target: "access", "- {} - {} 0 refused: {refusal:?}", self.peer, refusal_status(refusal));
-        self.phase = Phase::Refused;
+        self.refuse_with(refusal_response(refusal));
+    }
+
+    /// Queues `answer` (a whole answer that closes the connection) for the request at
+    /// `in_fwd`, and ignores what follows it.
+    fn refuse_with(&mut self, answer: Vec<u8>) {
+        self.set_phase(Phase::Refused);
+        self.continue_due = false;
         self.in_end = self.in_fwd;
-        self.refusal = Some(refusal_response(refusal));
+        self.refusal = Some(answer);
         if let Some(inner) = &self.inner {
             if self.in_start == self.in_fwd {
                 let _ = inner.shutdown(std::net::Shutdown::Write);
@@ -625,8 +848,8 @@ impl Relay<'_> {
                     check(last, l.idle_timeout, "idle")?;
                 }
             }
-            Phase::Body(_) | Phase::Chunked(_) => {
-                if self.wants_input() && self.in_start == self.in_fwd && self.piped_in == 0 {
+            Phase::Hold { .. } | Phase::Spool { .. } => {
+                if self.wants_input() {
                     check(self.last_in, l.idle_timeout, "a request body stalled")?;
                 }
                 check(
@@ -646,6 +869,20 @@ fn refusal_status(r: Refusal) -> u16 {
         Refusal::Bad(_) => 400,
         Refusal::NotImplemented(_) => 501,
         Refusal::Unavailable => 503,
+        Refusal::Full { .. } => 507,
+        Refusal::Internal => 500,
+        Refusal::Incomplete => 400,
+    }
+}
+
+/// The refusal for a body that cannot be spooled.
+fn spool_refusal(conn: u64, e: SpoolError) -> Refusal {
+    match e {
+        SpoolError::Full { want, free } => Refusal::Full { want, free },
+        SpoolError::Io(e) => {
+            log::error!("connection {conn}: spooling a request body: {e}");
+            Refusal::Internal
+        }
     }
 }
 
@@ -659,6 +896,21 @@ fn refusal_response(r: Refusal) -> Vec<u8> {
         Refusal::Bad(why) => S3Error::new(Code::InvalidRequest, why),
         Refusal::NotImplemented(why) => S3Error::new(Code::NotImplemented, why),
         Refusal::Unavailable => S3Error::new(Code::SlowDown, "Please reduce your request rate."),
+        Refusal::Full { want, free } => S3Error::new(
+            Code::InsufficientStorage,
+            format!(
+                "There is not enough free space on the server for this request body: \
+                 {want} bytes are needed and {free} are available."
+            ),
+        ),
+        Refusal::Internal => S3Error::new(
+            Code::InternalError,
+            "The request body could not be received; see the server log.",
+        ),
+        Refusal::Incomplete => S3Error::new(
+            Code::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        ),
     };
     let id = crate::util::unique_token();
     let body = e.to_xml(&id);

@@ -1,0 +1,218 @@
+//! The spool folder: where the relay writes a request body too large to wait in its buffer,
+//! on the filesystem of the served root so that a PUT's spool file can become the object by
+//! a link, without a second copy. Room is checked before a body is accepted and again as an
+//! undeclared one grows, against the free space less what other bodies were promised, so
+//! spooling never fills the disk. Spool files are unnamed (`O_TMPFILE`) where the filesystem
+//! allows, and vanish with their last descriptor; elsewhere they are named, locked while in
+//! use, and swept at start-up.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+
+use crate::backend::local::{remove_if_unlocked, TEMP_PREFIX};
+use crate::s3::spool::Spooled;
+use crate::vfs::Hashes;
+
+/// An undeclared (chunked) body reserves room in steps of this much.
+const GROW_STEP: u64 = 8 << 20;
+/// Free space kept back from spooling: a hundredth of the filesystem, at most this.
+const MARGIN_MAX: u64 = 64 << 20;
+/// A body that will become an object has its write-back started every this many bytes,
+/// so that the worker's final sync has little left to wait for.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// The spool folder, shared by every relay.
+pub struct SpoolDir {
+    path: PathBuf,
+    mode: u32,
+    /// Bytes promised to bodies still arriving.
+    reserved: AtomicU64,
+    /// Unnamed files cannot be made here: fall back to named ones.
+    named_only: AtomicBool,
+}
+
+/// Why a body cannot be spooled.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// Not enough free space for `want` more bytes (`free` is what could be promised).
+    Full {
+        want: u64,
+        free: u64,
+    },
+    Io(io::Error),
+}
+
+impl SpoolDir {
+    /// Opens (creating it) the spool folder at `path`, and removes spool files an earlier
+    /// process left (those still locked belong to a live instance sharing the folder).
+    pub fn open(path: &Path, mode: u32) -> io::Result<SpoolDir> {
+        std::fs::create_dir_all(path)?;
+        let mut swept = 0;
+        for entry in std::fs::read_dir(path)?.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(TEMP_PREFIX) && remove_if_unlocked(&entry.path())
+            {
+                swept += 1;
+            }
+        }
+        if swept > 0 {
+            log::warn!("removed {swept} spool files left by an earlier crash");
+        }
+        Ok(SpoolDir {
+            path: path.to_path_buf(),
+            mode,
+            reserved: AtomicU64::new(0),
+            named_only: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a spool file for a body of `declared` bytes (`None`: not said), hashing it
+    /// with `hashes` as it arrives. `durable`: the file will likely become an object.
+    pub fn start(
+        self: &Arc<Self>,
+        declared: Option<u64>,
+        hashes: Option<Hashes>,
+        durable: bool,
+    ) -> Result<SpoolWriter, SpoolError> {
+        let reserved = self.reserve(declared.unwrap_or(GROW_STEP))?;
+        let mut w = SpoolWriter {
+            dir: self.clone(),
+            file: None,
+            named: None,
+            reserved,
+            written: 0,
+            kicked: 0,
+            hashes,
+            durable,
+        };
+        let (file, named) = self.create().map_err(SpoolError::Io)?;
+        w.file = Some(file);
+        w.named = named;
+        Ok(w)
+    }
+
+    /// Promises `want` bytes if they fit in the free space; returns `want`.
+    fn reserve(&self, want: u64) -> Result<u64, SpoolError> {
+        let st = rfs::statvfs(&self.path).map_err(|e| SpoolError::Io(e.into()))?;
+        let avail = st.f_bavail.saturating_mul(st.f_frsize);
+        let total = st.f_blocks.saturating_mul(st.f_frsize);
+        let usable = avail.saturating_sub((total / 100).min(MARGIN_MAX));
+        let mut promised = self.reserved.load(Ordering::Acquire);
+        loop {
+            let free = usable.saturating_sub(promised);
+            if want > free {
+                return Err(SpoolError::Full { want, free });
+            }
+            match self.reserved.compare_exchange_weak(
+                promised,
+                promised + want,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(want),
+                Err(now) => promised = now,
+            }
+        }
+    }
+
+    fn release(&self, n: u64) {
+        self.reserved.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn create(&self) -> io::Result<(File, Option<PathBuf>)> {
+        let mode = Mode::from_raw_mode(self.mode);
+        if !self.named_only.load(Ordering::Relaxed) {
+            let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+            match rfs::open(&self.path, flags, mode) {
+                Ok(fd) => return Ok((File::from(fd), None)),
+                Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
+                    self.named_only.store(true, Ordering::Relaxed);
+                }
+                Err(rustix::io::Errno::INVAL) => self.named_only.store(true, Ordering::Relaxed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let path = self
+            .path
+            .join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+        let file = File::from(rfs::open(&path, flags, mode)?);
+        rfs::flock(&file, FlockOperation::NonBlockingLockExclusive)?;
+        Ok((file, Some(path)))
+    }
+}
+
+/// One body being spooled. Dropped before [`SpoolWriter::finish`], it leaves nothing.
+pub struct SpoolWriter {
+    dir: Arc<SpoolDir>,
+    file: Option<File>,
+    named: Option<PathBuf>,
+    /// Bytes promised to this body and not yet written.
+    reserved: u64,
+    written: u64,
+    kicked: u64,
+    hashes: Option<Hashes>,
+    durable: bool,
+}
+
+impl SpoolWriter {
+    /// Appends body bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        let n = data.len() as u64;
+        if n > self.reserved {
+            self.reserved += self.dir.reserve((n - self.reserved).max(GROW_STEP))?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(SpoolError::Io(io::Error::other("the spool file is closed")));
+        };
+        file.write_all(data).map_err(SpoolError::Io)?;
+        if let Some(h) = &mut self.hashes {
+            h.update(data);
+        }
+        self.reserved -= n;
+        self.dir.release(n);
+        self.written += n;
+        if self.durable && self.written - self.kicked >= WRITEBACK_STEP {
+            // Starts write-back of what arrived without waiting for it (as the object
+            // writer does); the pages stay cached for the worker.
+            let len = std::num::NonZeroU64::new(self.written - self.kicked);
+            let _ = rfs::fadvise(&*file, self.kicked, len, rfs::Advice::DontNeed);
+            self.kicked = self.written;
+        }
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The whole body arrived: hands it over, positioned at its start.
+    pub fn finish(mut self) -> io::Result<Spooled> {
+        use std::io::Seek;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("the spool file is closed"))?;
+        file.rewind()?;
+        let digests = self.hashes.take().map(Hashes::finish);
+        Ok(Spooled::new(file, self.named.take(), self.written, digests))
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        self.dir.release(self.reserved);
+        if let Some(p) = &self.named {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

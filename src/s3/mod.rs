@@ -243,7 +243,7 @@ fn admit_checks(
     url: &str,
     headers: &Headers,
     unix: bool,
-) -> Result<(Option<crate::vfs::Hashes>, bool), S3Error> {
+) -> Result<(Option<Box<crate::vfs::Hashes>>, bool), S3Error> {
     if method == "OPTIONS" && app.cors.is_some() {
         return Ok((None, false));
     }
@@ -287,7 +287,7 @@ fn admit_checks(
     let sha256 = matches!(payload, Some(Payload::Sha256(_)));
     let hashes =
         crate::vfs::Hashes::for_etag(app.vfs.etag_alg(), true, sha256).with_checksum(checksum);
-    Ok((Some(hashes), endpoint == Endpoint::PutObject))
+    Ok((Some(Box::new(hashes)), endpoint == Endpoint::PutObject))
 }
 
 /// Answers one request; never panics on bad input, and always responds.

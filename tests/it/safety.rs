@@ -247,8 +247,27 @@ fn overload_answers_slow_down_at_once() {
     let put = std::thread::spawn(move || {
         raw_exchange(addr, b"PUT /bk1/waits HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nw", false).status
     });
-    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    // Release the worker. It may open the FIFO more than once while it serves the GET, so a
+    // writer keeps coming until the answer is in.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let releaser = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let writer = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                    .open(&fifo);
+                if writer.is_err() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        })
+    };
     let r = read_response(&mut std::io::BufReader::new(blocker), false);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    releaser.join().unwrap();
     assert!(r.status == 200 || r.status >= 400, "{}", r.status);
     for h in handles {
         h.join().unwrap();

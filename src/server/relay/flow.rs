@@ -16,19 +16,19 @@ fn would_block(e: &io::Error) -> bool {
 
 impl Relay<'_> {
     pub(super) fn read_client(&mut self) -> io::Result<()> {
-        self.read_more = false;
+        self.input.more = false;
         let room = IN_BUF - HEAD_SLACK;
-        if self.in_end >= room {
+        if self.input.end >= room {
             return Ok(());
         }
-        match self.side.read(&mut self.inb[self.in_end..room]) {
+        match self.side.read(&mut self.input.buf[self.input.end..room]) {
             Ok(0) => {
-                self.client_eof = true;
+                self.input.eof = true;
             }
             Ok(n) => {
-                self.in_end += n;
-                self.last_in = Instant::now();
-                self.read_more = self.in_end == room;
+                self.input.end += n;
+                self.clocks.last_in = Instant::now();
+                self.input.more = self.input.end == room;
             }
             Err(e) if would_block(&e) => {}
             Err(e) => return Err(e),
@@ -37,35 +37,37 @@ impl Relay<'_> {
             self.refuse(refusal);
         }
         self.write_inner()?;
-        if self.client_eof {
+        if self.input.eof {
             self.client_ended();
         }
         Ok(())
     }
 
     pub(super) fn write_inner(&mut self) -> io::Result<()> {
-        let Some(inner) = &mut self.inner else {
+        let Some(inner) = &mut self.inner.stream else {
             return Ok(());
         };
-        while self.in_start < self.in_fwd {
-            match inner.write(&self.inb[self.in_start..self.in_fwd]) {
-                Ok(n) => self.in_start += n,
+        while self.input.framed() {
+            match inner.write(&self.input.buf[self.input.start..self.input.fwd]) {
+                Ok(n) => self.input.start += n,
                 Err(e) if would_block(&e) => break,
                 // tiny_http closed its side (it answers and closes on errors it finds).
                 Err(_) => {
-                    self.in_start = self.in_fwd;
-                    self.client_eof = true;
+                    self.input.start = self.input.fwd;
+                    self.input.eof = true;
                     break;
                 }
             }
         }
-        if self.in_start == self.in_fwd {
+        if !self.input.framed() {
             // Move what is not yet framed (a partial head) to the front.
-            self.inb.copy_within(self.in_fwd..self.in_end, 0);
-            self.in_end -= self.in_fwd;
-            self.in_start = 0;
-            self.in_fwd = 0;
-            if self.client_eof {
+            self.input
+                .buf
+                .copy_within(self.input.fwd..self.input.end, 0);
+            self.input.end -= self.input.fwd;
+            self.input.start = 0;
+            self.input.fwd = 0;
+            if self.input.eof {
                 self.client_ended();
             }
         }
@@ -74,22 +76,22 @@ impl Relay<'_> {
 
     pub(super) fn read_inner(&mut self) -> io::Result<()> {
         self.reset_out();
-        let Some(inner) = &mut self.inner else {
+        let Some(inner) = &mut self.inner.stream else {
             return Ok(());
         };
-        if self.out_end < OUT_BUF && !self.inner_eof {
-            match inner.read(&mut self.outb[self.out_end..]) {
-                Ok(0) => self.inner_eof = true,
+        if self.output.end < OUT_BUF && !self.inner.eof {
+            match inner.read(&mut self.output.buf[self.output.end..]) {
+                Ok(0) => self.inner.eof = true,
                 Ok(n) => {
-                    self.out_end += n;
-                    self.last_inner = Instant::now();
+                    self.output.end += n;
+                    self.clocks.last_inner = Instant::now();
                     self.follow_answers()?;
                 }
                 Err(e) if would_block(&e) => {}
-                Err(_) => self.inner_eof = true,
+                Err(_) => self.inner.eof = true,
             }
         }
-        if self.inner_eof {
+        if self.inner.eof {
             self.queue_refusal();
         }
         self.write_client()
@@ -97,15 +99,18 @@ impl Relay<'_> {
 
     /// Follows the answers read so far, up to the next file body a worker left.
     pub(super) fn follow_answers(&mut self) -> io::Result<()> {
-        while self.file.is_none() && self.parsed < self.out_end {
-            let (k, head_done) = self.resp.follow(&self.outb[self.parsed..self.out_end]);
-            self.parsed += k;
+        while self.output.file.is_none() && self.output.parsed < self.output.end {
+            let (k, head_done) = self
+                .output
+                .resp
+                .follow(&self.output.buf[self.output.parsed..self.output.end]);
+            self.output.parsed += k;
             if !head_done {
                 continue;
             }
-            let seq = self.resp_seq;
-            self.resp_seq += 1;
-            let left = self.resp.body_left();
+            let seq = self.output.seq;
+            self.output.seq += 1;
+            let left = self.output.resp.body_left();
             if left == 0 {
                 continue;
             }
@@ -113,9 +118,9 @@ impl Relay<'_> {
                 if body.len != left {
                     return Err(io::Error::other("a file body does not match its answer"));
                 }
-                self.resp.skip(left);
-                self.file = Some(body);
-                self.file_at = self.parsed;
+                self.output.resp.skip(left);
+                self.output.file = Some(body);
+                self.output.file_at = self.output.parsed;
             }
         }
         Ok(())
@@ -123,38 +128,38 @@ impl Relay<'_> {
 
     /// Starts the answer buffer over once everything in it is sent.
     pub(super) fn reset_out(&mut self) {
-        if self.out_start == self.out_end && self.parsed == self.out_end {
-            if self.file.is_some() {
-                if self.file_at != self.out_end {
+        if self.output.start == self.output.end && self.output.parsed == self.output.end {
+            if self.output.file.is_some() {
+                if self.output.file_at != self.output.end {
                     return;
                 }
-                self.file_at = 0;
+                self.output.file_at = 0;
             }
-            self.out_start = 0;
-            self.out_end = 0;
-            self.parsed = 0;
+            self.output.start = 0;
+            self.output.end = 0;
+            self.output.parsed = 0;
         }
     }
 
     pub(super) fn write_client(&mut self) -> io::Result<()> {
         loop {
-            let end = if self.file.is_some() {
-                self.file_at
+            let end = if self.output.file.is_some() {
+                self.output.file_at
             } else {
-                self.out_end
+                self.output.end
             };
-            while self.out_start < end {
-                match self.side.write(&self.outb[self.out_start..end]) {
+            while self.output.start < end {
+                match self.side.write(&self.output.buf[self.output.start..end]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
-                        self.out_start += n;
-                        self.last_out = Instant::now();
+                        self.output.start += n;
+                        self.clocks.last_out = Instant::now();
                     }
                     Err(e) if would_block(&e) => break,
                     Err(e) => return Err(e),
                 }
             }
-            if self.out_start < end || !self.send_file()? {
+            if self.output.start < end || !self.send_file()? {
                 break;
             }
         }
@@ -164,7 +169,7 @@ impl Relay<'_> {
             Err(e) => return Err(e),
         }
         self.reset_out();
-        if self.out_start == self.out_end && self.file.is_none() {
+        if self.output.drained() {
             self.queue_refusal();
         }
         Ok(())
@@ -172,7 +177,7 @@ impl Relay<'_> {
 
     /// Sends the pending file body; true once it is all sent (and what follows it may go).
     pub(super) fn send_file(&mut self) -> io::Result<bool> {
-        let Some(body) = &mut self.file else {
+        let Some(body) = &mut self.output.file else {
             return Ok(false);
         };
         match self.side.raw_socket() {
@@ -183,7 +188,7 @@ impl Relay<'_> {
                         Ok(0) => return Err(io::Error::other("the file ended before its length")),
                         Ok(n) => {
                             body.len -= n as u64;
-                            self.last_out = Instant::now();
+                            self.clocks.last_out = Instant::now();
                         }
                         Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
                             return Ok(false)
@@ -207,7 +212,7 @@ impl Relay<'_> {
                         Ok(w) => {
                             body.offset += w as u64;
                             body.len -= w as u64;
-                            self.last_out = Instant::now();
+                            self.clocks.last_out = Instant::now();
                         }
                         Err(e) if would_block(&e) => {
                             let _ = self.side.flush();
@@ -223,7 +228,7 @@ impl Relay<'_> {
                 }
             }
         }
-        self.file = None;
+        self.output.file = None;
         self.follow_answers()?;
         Ok(true)
     }

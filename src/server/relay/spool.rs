@@ -80,7 +80,7 @@ impl SpoolDir {
     pub fn start(
         self: &Arc<Self>,
         declared: Option<u64>,
-        hashes: Option<Hashes>,
+        hashes: Option<Box<Hashes>>,
         durable: bool,
     ) -> Result<SpoolWriter, SpoolError> {
         let reserved = self.reserve(declared.unwrap_or(GROW_STEP))?;
@@ -160,7 +160,7 @@ pub struct SpoolWriter {
     reserved: u64,
     written: u64,
     kicked: u64,
-    hashes: Option<Hashes>,
+    hashes: Option<Box<Hashes>>,
     durable: bool,
 }
 
@@ -203,7 +203,7 @@ impl SpoolWriter {
             .take()
             .ok_or_else(|| io::Error::other("the spool file is closed"))?;
         file.rewind()?;
-        let digests = self.hashes.take().map(Hashes::finish);
+        let digests = self.hashes.take().map(|h| h.finish());
         Ok(Spooled::new(file, self.named.take(), self.written, digests))
     }
 }

@@ -14,6 +14,8 @@ mod inner;
 mod refuse;
 mod side;
 pub mod spool;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::os::unix::net::UnixStream;

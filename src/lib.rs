@@ -9,5 +9,6 @@ pub mod logger;
 pub mod ops;
 pub mod s3;
 pub mod server;
+pub mod temps;
 pub mod util;
 pub mod vfs;

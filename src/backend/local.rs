@@ -21,10 +21,9 @@ use super::{
     Backend, BackendError, BucketInfo, DirEntry, DirStamp, ErrorKind, ObjectInfo, ObjectMeta,
     ObjectReader, ObjectWriter, RemovalWatch, Result, WatchTicket,
 };
+use crate::temps::{remove_if_unlocked, TEMP_PREFIX};
 
 const XATTR: &str = "user.s3serve";
-/// Temporary files: hidden, and recognisable by the start-up sweep.
-pub const TEMP_PREFIX: &str = ".s3serve-tmp-";
 const SIDECAR_SUFFIX: &str = ".s3m";
 /// Large enough for any record we write (2 KiB of user metadata plus headers, escaped).
 const META_BUF: usize = 64 * 1024;
@@ -307,23 +306,12 @@ fn not_found_or(e: io::Error, bucket: &str) -> BackendError {
     }
 }
 
-pub(crate) fn remove_if_unlocked(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    if rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return false;
-    }
-    std::fs::remove_file(path).is_ok()
-}
-
 fn to_system_time(st: &rfs::Stat) -> SystemTime {
     UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32)
 }
 
 impl Backend for LocalBackend {
-    /// Removes temporary files left by a crash. A temp file whose flock can be taken has no
-    /// live writer, in this process or in another instance sharing the filesystem.
+    /// Removes temporary files left by a crash (see [`crate::temps`]).
     fn sweep_temporaries(&self) -> usize {
         let mut removed = 0;
         let mut stack = vec![self.root.clone()];

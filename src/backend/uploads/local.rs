@@ -11,9 +11,10 @@ use rustix::fs::{self as rfs, FlockOperation};
 
 use super::slots::{self, DATA};
 use super::{PartInfo, PartWriter, UploadInfo, Uploads};
-use crate::backend::local::{DurableFile, TEMP_PREFIX};
+use crate::backend::local::DurableFile;
 use crate::backend::meta::{parse_lines, push_line};
 use crate::backend::{BackendError, ErrorKind, ObjectMeta, ObjectWriter, Result};
+use crate::temps::TEMP_PREFIX;
 
 pub struct LocalUploads {
     dir: PathBuf,
@@ -131,17 +132,12 @@ impl LocalUploads {
 
     /// Removes temporaries of part writes that died with their process.
     pub fn sweep_temporaries(&self) -> usize {
-        let mut removed = 0;
-        for upload in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            for entry in fs::read_dir(upload.path()).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                    && crate::backend::local::remove_if_unlocked(&entry.path())
-                {
-                    removed += 1;
-                }
-            }
-        }
-        removed
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|upload| crate::temps::sweep_dir(&upload.path()))
+            .sum()
     }
 }
 

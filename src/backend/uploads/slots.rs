@@ -28,8 +28,9 @@ use rustix::fs::{self as rfs, FlockOperation};
 
 use super::local::{claim_name, publish, slot_name, take_room};
 use super::{PartInfo, PartWriter};
-use crate::backend::local::{DurableFile, TEMP_PREFIX};
+use crate::backend::local::DurableFile;
 use crate::backend::{ObjectWriter, Result};
+use crate::temps::TEMP_PREFIX;
 
 /// The file parts are written into in place.
 pub(super) const DATA: &str = "data";

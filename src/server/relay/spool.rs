@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 
-use crate::backend::local::{remove_if_unlocked, TEMP_PREFIX};
 use crate::s3::spool::Spooled;
+use crate::temps::TEMP_PREFIX;
 use crate::vfs::Hashes;
 
 /// An undeclared (chunked) body reserves room in steps of this much.
@@ -52,14 +52,7 @@ impl SpoolDir {
     /// process left (those still locked belong to a live instance sharing the folder).
     pub fn open(path: &Path, mode: u32) -> io::Result<SpoolDir> {
         std::fs::create_dir_all(path)?;
-        let mut swept = 0;
-        for entry in std::fs::read_dir(path)?.flatten() {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(TEMP_PREFIX) && remove_if_unlocked(&entry.path())
-            {
-                swept += 1;
-            }
-        }
+        let swept = crate::temps::sweep_dir(path);
         if swept > 0 {
             log::warn!("removed {swept} spool files left by an earlier crash");
         }

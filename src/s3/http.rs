@@ -14,6 +14,7 @@ use tiny_http::{Header, StatusCode};
 
 use crate::ops::xml::XML_DECL;
 use crate::ops::{Body, Code, Response, S3Error};
+use crate::s3::spool::{SpoolDir, SpoolError};
 
 /// Read size for streamed response bodies.
 const RESPONSE_BUF: usize = 256 * 1024;
@@ -80,6 +81,51 @@ pub struct Handoff<'a> {
     pub bodies: &'a FileBodies,
     pub conn: u64,
     pub seq: u64,
+    /// Where an answer that is not a file is written to become one.
+    pub scratch: &'a std::sync::Arc<SpoolDir>,
+}
+
+/// Answers from this size up that are not files are written to a spool file and handed off
+/// as one. What a worker writes to tiny_http lands in the relay's answer buffer (256 KiB)
+/// and the socket between them, and the relay passes a request on only once the answers
+/// before it are sent; so a smaller answer never makes a worker wait on a client that
+/// does not read.
+const SPOOL_ANSWER_MIN: u64 = 128 * 1024;
+
+/// Writes `len` bytes of `reader` to a spool file and leaves it for the relay. `Ok(false)`
+/// when the spool has no room (nothing was read); an error once reading has begun.
+fn spool_answer(h: &Handoff<'_>, reader: &mut dyn Read, len: u64) -> std::io::Result<bool> {
+    let mut w = match h.scratch.start(Some(len), None, false) {
+        Ok(w) => w,
+        Err(SpoolError::Full { .. }) => return Ok(false),
+        Err(SpoolError::Io(e)) => {
+            log::warn!("spooling an answer: {e}");
+            return Ok(false);
+        }
+    };
+    let mut buf = vec![0u8; RESPONSE_BUF];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(RESPONSE_BUF as u64) as usize;
+        let n = reader.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        w.write(&buf[..n]).map_err(|e| match e {
+            SpoolError::Io(e) => e,
+            SpoolError::Full { .. } => std::io::Error::other("the spool is full"),
+        })?;
+        left -= n as u64;
+    }
+    let spooled = w.finish()?;
+    let file = spooled.file.try_clone()?;
+    let body = FileBody {
+        seq: h.seq,
+        file,
+        offset: 0,
+        len,
+    };
+    Ok(h.bodies.give(h.conn, body))
 }
 
 /// Bodies up to this size are sent together with the head in one write.
@@ -109,7 +155,8 @@ pub fn respond(
     }
     headers.extend(given);
     let is_head = rq.method() == &tiny_http::Method::Head;
-    let (reader, len): (Box<dyn Read + Send>, u64) = match body {
+    // `None`: the body was left for the relay, and only the head goes through tiny_http.
+    let (reader, len): (Option<Box<dyn Read + Send>>, u64) = match body {
         Body::Empty => return write_whole(rq, status, &headers, 0, &[], request_id),
         Body::Bytes(b) if b.len() as u64 <= WHOLE_MAX => {
             return write_whole(rq, status, &headers, b.len() as u64, &b, request_id)
@@ -122,13 +169,13 @@ pub fn respond(
         }
         Body::Bytes(b) => {
             let n = b.len() as u64;
-            (Box::new(std::io::Cursor::new(b)), n)
+            (Some(Box::new(std::io::Cursor::new(b))), n)
         }
         Body::Shared(b) => {
             let n = b.len() as u64;
-            (Box::new(std::io::Cursor::new(Shared(b))), n)
+            (Some(Box::new(std::io::Cursor::new(Shared(b)))), n)
         }
-        Body::Stream(r, n) => (Box::new(BufReader::with_capacity(RESPONSE_BUF, r)), n),
+        Body::Stream(r, n) => (Some(r), n),
         Body::Object(mut body, offset, len) => {
             if len <= WHOLE_MAX {
                 let mut bytes = vec![0; len as usize];
@@ -136,14 +183,7 @@ pub fn respond(
                     Ok(()) => write_whole(rq, status, &headers, len, &bytes, request_id),
                     Err(e) => {
                         log::error!("{request_id}: reading the object: {e}");
-                        let e = S3Error::new(
-                            Code::InternalError,
-                            "We encountered an internal error. Please try again.",
-                        );
-                        let doc = e.to_xml(request_id);
-                        let h = [("Content-Type".to_string(), "application/xml".to_string())];
-                        write_whole(rq, 500, &h, doc.len() as u64, &doc, request_id);
-                        0
+                        internal_error(rq, request_id)
                     }
                 };
             }
@@ -165,14 +205,31 @@ pub fn respond(
                     .unwrap_or(false),
                 _ => false,
             };
-            if handed {
-                (Box::new(std::io::empty()), len)
-            } else {
-                let r = BufReader::with_capacity(RESPONSE_BUF, body.take(len));
-                (Box::new(r), len)
+            match handed {
+                true => (None, len),
+                false => (Some(Box::new(body.take(len))), len),
             }
         }
         Body::Pending(rx) => return respond_pending(rq, status, &headers, rx, request_id),
+    };
+    let reader = match (reader, &handoff) {
+        // A large answer that is not a file becomes one, so that no worker waits for the
+        // client to read it.
+        (Some(mut r), Some(h)) if !is_head && len >= SPOOL_ANSWER_MIN => {
+            match spool_answer(h, &mut r, len) {
+                Ok(true) => None,
+                Ok(false) => Some(r),
+                Err(e) => {
+                    log::error!("{request_id}: spooling the answer: {e}");
+                    return internal_error(rq, request_id);
+                }
+            }
+        }
+        (r, _) => r,
+    };
+    let reader: Box<dyn Read + Send> = match reader {
+        Some(r) => Box::new(BufReader::with_capacity(RESPONSE_BUF, r)),
+        None => Box::new(std::io::empty()),
     };
     let mut tiny_headers = Vec::with_capacity(headers.len());
     for (n, v) in &headers {
@@ -190,6 +247,18 @@ pub fn respond(
         log::debug!("{request_id}: client went away: {e}");
     }
     len
+}
+
+/// Answers 500 InternalError (the body could not be read); no body bytes were sent.
+fn internal_error(rq: tiny_http::Request, request_id: &str) -> u64 {
+    let e = S3Error::new(
+        Code::InternalError,
+        "We encountered an internal error. Please try again.",
+    );
+    let doc = e.to_xml(request_id);
+    let h = [("Content-Type".to_string(), "application/xml".to_string())];
+    write_whole(rq, 500, &h, doc.len() as u64, &doc, request_id);
+    0
 }
 
 /// Writes a whole answer, head and body, in one write: an answer split over several writes

@@ -37,6 +37,9 @@ pub struct App {
     pub response_headers: Vec<(String, String)>,
     /// File bodies left for the relays to send (see [`http::FileBodies`]).
     pub file_bodies: Arc<http::FileBodies>,
+    /// The spool folder: request bodies the relays receive, and answers too large to wait in
+    /// a relay's buffer (see [`spool::SpoolDir`]).
+    pub spool: Arc<spool::SpoolDir>,
     /// Request bodies the relays spooled (see [`spool::Spools`]).
     pub spools: Arc<spool::Spools>,
     /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
@@ -335,6 +338,7 @@ pub fn handle(app: &App, mut rq: tiny_http::Request, peer: &Peer) {
         bodies: &app.file_bodies,
         conn: peer.conn,
         seq: peer.seq,
+        scratch: &app.spool,
     });
     let sent = http::respond(rq, response, &request_id, handoff);
     log::info!(target: "access", "{request_id} {} {method} {name} {status} {sent} {:.1}ms", peer.addr(), started.elapsed().as_secs_f64() * 1000.0);

@@ -150,6 +150,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         vhost_domain: config.vhost_domain.clone(),
         response_headers: config.response_headers.clone(),
         file_bodies: Default::default(),
+        spool: Arc::new(spool_dir(config)?),
         spools: Default::default(),
     })
 }
@@ -159,12 +160,12 @@ const HELD_BODIES: usize = 16 << 20;
 
 /// Where request bodies are spooled: beside the served tree, so that a spooled PUT becomes
 /// its object by a link; the temporary folder for storage that has no files.
-fn spool_dir(config: &Config) -> Result<relay::spool::SpoolDir, String> {
+fn spool_dir(config: &Config) -> Result<s3::spool::SpoolDir, String> {
     let path = match &config.storage {
         Storage::Local(root) => root.join(crate::backend::key::HIDDEN_PREFIX).join("spool"),
         Storage::Memory => std::env::temp_dir(),
     };
-    relay::spool::SpoolDir::open(&path, config.file_perms)
+    s3::spool::SpoolDir::open(&path, config.file_perms)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -229,7 +230,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
             let app = app.clone();
             Box::new(move |head: &[u8], peer: &str| s3::admit(&app, head, peer))
         },
-        spool: Arc::new(spool_dir(config)?),
+        spool: app.spool.clone(),
         spools: app.spools.clone(),
         held: AtomicUsize::new(0),
         held_cap: HELD_BODIES,

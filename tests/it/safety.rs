@@ -357,3 +357,46 @@ fn pipelined_gets_of_large_objects_come_back_whole_and_in_order() {
     assert_eq!(got.status, 206);
     assert!(got.body == b[100..70100], "the ranged body came back wrong");
 }
+
+/// A client socket with a small receive buffer, so that answers back up at once.
+fn small_window_client(addr: std::net::SocketAddr) -> TcpStream {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 4096).unwrap();
+    rustix::net::connect(&fd, &addr).unwrap();
+    TcpStream::from(fd)
+}
+
+#[test]
+fn a_client_that_reads_no_answers_holds_no_worker() {
+    // Memory storage: no answer is a file the relay could send by itself.
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Memory);
+    c.workers = 1;
+    let s = start(c);
+    s.raw("PUT", "/bk1", &[], b"");
+    let big = vec![7u8; 16 << 20];
+    assert_eq!(s.raw("PUT", "/bk1/big", &[], &big).status, 200);
+    let mid = vec![8u8; 100 << 10];
+    assert_eq!(s.raw("PUT", "/bk1/mid", &[], &mid).status, 200);
+    let long = "k".repeat(200);
+    for i in 0..800 {
+        let r = s.raw("PUT", &format!("/bk1/list/{long}{i}"), &[], b"x");
+        assert_eq!(r.status, 200);
+    }
+    // One request for a large object, then pipelined ones whose answers would fill every
+    // buffer between a worker and this client; none of it is ever read.
+    let stalled = small_window_client(s.addr);
+    let mut reqs = String::from("GET /bk1/big HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..8 {
+        reqs.push_str("GET /bk1/mid HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    reqs.push_str("GET /bk1?list-type=2&prefix=list/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    (&stalled).write_all(reqs.as_bytes()).unwrap();
+    // The only worker stays free for others.
+    for _ in 0..3 {
+        let r = s.raw("GET", "/bk1?list-type=2&prefix=list/", &[], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(s.raw("GET", "/bk1/mid", &[], b"").body, mid);
+    }
+    drop(stalled);
+}

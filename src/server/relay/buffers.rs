@@ -17,6 +17,9 @@ pub(super) struct Input {
     pub(super) eof: bool,
     /// A read filled the buffer: the side may hold more than its socket shows.
     pub(super) more: bool,
+    /// A complete request may wait unframed: it is framed once the answers before it are
+    /// out (see `Relay::frame`).
+    pub(super) deferred: bool,
 }
 
 impl Input {
@@ -31,6 +34,7 @@ impl Input {
             end: 0,
             eof: false,
             more: false,
+            deferred: false,
         }
     }
 

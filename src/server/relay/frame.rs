@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use super::head::{self, Chunked, Framing, Head, Refusal};
 use super::refuse::spool_refusal;
-use super::spool::{SpoolError, SpoolWriter};
 use super::{Admission, Relay, CONTINUE, HEAD_SLACK, IN_BUF, RELAY_HEADER};
+use crate::s3::spool::{SpoolError, SpoolWriter};
 
 pub(super) enum Phase {
     Head,
@@ -46,7 +46,7 @@ impl Relay<'_> {
             && self.clocks.head_started.is_none()
             && self.input.end == 0
             && !self.inner.doomed;
-        if clean || self.inner.shut {
+        if clean || self.inner.shut || self.input.deferred {
             return;
         }
         if let Some(inner) = &self.inner.stream {
@@ -55,6 +55,27 @@ impl Relay<'_> {
                 self.inner.shut = true;
             }
         }
+    }
+
+    /// Answers to earlier requests are still coming or not all sent.
+    pub(super) fn answers_pending(&self) -> bool {
+        self.awaiting() || !self.output.drained() || self.side.buffered()
+    }
+
+    /// Frames the requests that waited for earlier answers, once those are out.
+    pub(super) fn frame_deferred(&mut self) -> std::io::Result<()> {
+        if !self.input.deferred || self.answers_pending() {
+            return Ok(());
+        }
+        self.input.deferred = false;
+        if let Err(refusal) = self.frame() {
+            self.refuse(refusal);
+        }
+        self.write_inner()?;
+        if self.input.eof {
+            self.client_ended();
+        }
+        Ok(())
     }
 
     /// Frames what has arrived: heads are checked, bodies are gathered (in the buffer or a
@@ -67,7 +88,14 @@ impl Relay<'_> {
                     return Ok(());
                 }
                 Phase::Head => {
-                    if self.input.fwd == self.input.end || !self.frame_head()? {
+                    if self.input.fwd == self.input.end {
+                        return Ok(());
+                    }
+                    // A request is passed on only once the answers before it are sent, so
+                    // that an answer a worker writes always has room in this relay's
+                    // buffer, whether or not the client reads.
+                    self.input.deferred = self.answers_pending();
+                    if self.input.deferred || !self.frame_head()? {
                         return Ok(());
                     }
                 }

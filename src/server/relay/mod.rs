@@ -13,7 +13,6 @@ mod gate;
 mod inner;
 mod refuse;
 mod side;
-pub mod spool;
 #[cfg(test)]
 mod tests;
 
@@ -25,14 +24,13 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::head;
 use crate::s3::http::FileBodies;
-use crate::s3::spool::Spools;
+use crate::s3::spool::{SpoolDir, Spools};
 use crate::vfs::Hashes;
 use buffers::{Input, Output};
 use frame::Phase;
 pub use gate::Gate;
 use inner::{still_open, Inner};
 pub use side::{Plain, Side};
-use spool::SpoolDir;
 
 /// The header the relay adds to every request head (and removes when a client sends it).
 pub const RELAY_HEADER: &str = "x-s3serve-relay";
@@ -217,6 +215,7 @@ impl Relay<'_> {
             if self.continue_due {
                 self.send_continue();
             }
+            self.frame_deferred()?;
             let want_in = self.wants_input();
             if want_in && self.input.more {
                 self.read_client()?;

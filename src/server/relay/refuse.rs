@@ -8,9 +8,9 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::frame::Phase;
 use super::head::Refusal;
-use super::spool::SpoolError;
 use super::Relay;
 use crate::ops::{Code, S3Error};
+use crate::s3::spool::SpoolError;
 
 /// After refusing a request whose body is still coming, the relay reads and drops this much
 /// of it, for at most `LINGER`, so that the client sees the answer rather than a reset.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 
-use crate::s3::spool::Spooled;
+use super::Spooled;
 use crate::temps::TEMP_PREFIX;
 use crate::vfs::Hashes;
 

@@ -11,6 +11,9 @@ use std::sync::Mutex;
 
 use crate::vfs::Digests;
 
+mod dir;
+pub use dir::{SpoolDir, SpoolError, SpoolWriter};
+
 /// One received body in a spool file.
 pub struct Spooled {
     pub file: File,

@@ -4,6 +4,7 @@
 //! answers `100 Continue`), so a worker always finds the body whole: after the head, or in a
 //! spool file. Every response carries `x-amz-request-id`; errors become XML in one place.
 
+pub mod admit;
 pub mod auth;
 pub mod chunked;
 pub mod cors;
@@ -195,102 +196,6 @@ fn headers_of(rq: &tiny_http::Request) -> Headers {
             })
             .collect(),
     )
-}
-
-/// Splits a request head (checked by the relay) into method, target and headers.
-fn parse_head(head: &[u8]) -> Option<(&str, &str, Headers)> {
-    use crate::server::head::PRIVATE_PREFIX;
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.trim_end_matches("\r\n").split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let (method, url) = (request_line.next()?, request_line.next()?);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-        .filter(|(n, _)| !n.starts_with(PRIVATE_PREFIX))
-        .collect();
-    Some((method, url, Headers(headers)))
-}
-
-/// Decides, from its head alone, whether the body of a request may come: the relay asks
-/// before it reads a byte of it (and before it answers `100 Continue`). A request that
-/// would fail on its route, signature, permission or bucket is answered here, so its body is
-/// never read. An accepted PUT or UploadPart is hashed as it arrives, with what a worker
-/// will need (see [`put::receive`](crate::ops::put::receive)).
-pub fn admit(app: &App, head: &[u8], peer: &str) -> crate::server::relay::Admission {
-    use crate::server::relay::Admission;
-    let Some((method, url, headers)) = parse_head(head) else {
-        return Admission::Accept {
-            hashes: None,
-            durable: false,
-        };
-    };
-    match admit_checks(app, method, url, &headers, peer == "unix") {
-        Ok((hashes, durable)) => Admission::Accept { hashes, durable },
-        Err(e) => {
-            let request_id = util::unique_token();
-            let status = e.status();
-            log::info!(target: "access", "{request_id} {} {method} - {status} 0 refused before the body: {}", Peer::new(peer, 0, 0, false).addr(), e.code.as_str());
-            let mut response = error_response(&e, &request_id, method);
-            if let Some(cors) = &app.cors {
-                response = cors.decorate(&headers, response);
-            }
-            Admission::Refuse(http::closing_answer(response, &request_id))
-        }
-    }
-}
-
-fn admit_checks(
-    app: &App,
-    method: &str,
-    url: &str,
-    headers: &Headers,
-    unix: bool,
-) -> Result<(Option<Box<crate::vfs::Hashes>>, bool), S3Error> {
-    if method == "OPTIONS" && app.cors.is_some() {
-        return Ok((None, false));
-    }
-    let vhost = vhost_bucket(headers.get("host"), app.vhost_domain.as_deref());
-    let t = parse_target(url, &app.baseurl, vhost.as_deref())?;
-    let presigned = with_presigned_headers(headers, &t.query);
-    let headers = presigned.as_ref().unwrap_or(headers);
-    let endpoint = Endpoint::from_request(method, &t.bucket, &t.key, &t.query, headers)?;
-    let anonymous = Keys::default();
-    let keys = if unix { &anonymous } else { &app.keys };
-    let payload = if endpoint == Endpoint::PostObject {
-        None // signed by the form's policy, which is in the body
-    } else {
-        let parts = SignedParts {
-            method,
-            raw_path: &t.raw_path,
-            raw_query: &t.raw_query,
-            headers,
-            vhost_bucket: t.bucket_from_host.then_some(t.bucket.as_str()),
-            baseurl: &app.baseurl,
-        };
-        Some(auth::authenticate(keys, &parts, SystemTime::now())?.payload)
-    };
-    if endpoint.writes() && app.ops.read_only {
-        return Err(S3Error::new(Code::AccessDenied, "The server is read-only."));
-    }
-    if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
-        check_bucket_name(&t.bucket)?;
-        app.vfs
-            .require_bucket(&t.bucket)
-            .map_err(|e| S3Error::from(e).with_resource(format!("/{}", t.bucket)))?;
-    }
-    let streaming = matches!(payload, Some(Payload::Streaming(_)));
-    if !matches!(endpoint, Endpoint::PutObject | Endpoint::UploadPart) || streaming {
-        return Ok((None, false));
-    }
-    let checksum = ops::checksum::from_headers(headers)
-        .ok()
-        .flatten()
-        .map(|w| w.alg);
-    let sha256 = matches!(payload, Some(Payload::Sha256(_)));
-    let hashes =
-        crate::vfs::Hashes::for_etag(app.vfs.etag_alg(), true, sha256).with_checksum(checksum);
-    Ok((Some(Box::new(hashes)), endpoint == Endpoint::PutObject))
 }
 
 /// Answers one request; never panics on bad input, and always responds.

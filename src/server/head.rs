@@ -20,6 +20,8 @@ pub enum Refusal {
     Internal,
     /// 400: the client ended its side before the whole body arrived.
     Incomplete,
+    /// 400: the body is longer than the request may have.
+    TooLarge,
 }
 
 /// How the body of a request is delimited.

@@ -276,7 +276,6 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Descriptors one relayed connection holds: the client socket, the relay's end of the
-/// internal socket, tiny_http's end of it and its duplicate, the two ends of the pipe for
-/// request bodies, and a file body being sent. An idle relay thread keeps all but the first
-/// and the last.
-pub const FDS_PER_CONNECTION: u64 = 7;
+/// internal socket, tiny_http's end of it and its duplicate, a request body's spool file,
+/// and a file body being sent. An idle relay thread keeps the middle three.
+pub const FDS_PER_CONNECTION: u64 = 6;

@@ -228,7 +228,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         file_bodies: app.file_bodies.clone(),
         admit: {
             let app = app.clone();
-            Box::new(move |head: &[u8], peer: &str| s3::admit(&app, head, peer))
+            Box::new(move |head: &[u8], peer: &str| s3::admit::admit(&app, head, peer))
         },
         spool: app.spool.clone(),
         spools: app.spools.clone(),

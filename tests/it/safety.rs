@@ -400,3 +400,31 @@ fn a_client_that_reads_no_answers_holds_no_worker() {
     }
     drop(stalled);
 }
+
+#[test]
+fn a_chunked_body_past_the_request_limit_is_refused_as_it_arrives() {
+    let dir = TempDir::new();
+    let s = start(s3serve::config::Config::for_tests(
+        s3serve::config::Storage::Local(dir.0.clone()),
+    ));
+    s.raw("PUT", "/bk1", &[], b"");
+    // A DeleteObjects document may be 2 MiB at most; this one never ends.
+    let mut conn = TcpStream::connect(s.addr).unwrap();
+    conn.write_all(b"POST /bk1?delete HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = [b"100000\r\n".as_slice(), &[b'x'; 1 << 20], b"\r\n"].concat();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let writer = std::thread::spawn(move || {
+        // Stops when the server closes the connection.
+        for _ in 0..64 {
+            if conn.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let r = read_response(&mut reader, false);
+    assert_eq!((r.status, r.code().as_str()), (400, "EntityTooLarge"));
+    writer.join().unwrap();
+    let spool = dir.0.join(".s3serve/spool");
+    assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}

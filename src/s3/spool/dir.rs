@@ -1,8 +1,11 @@
 //! The spool folder: where the relay writes a request body too large to wait in its buffer,
 //! on the filesystem of the served root so that a PUT's spool file can become the object by
-//! a link, without a second copy. Room is checked before a body is accepted and again as an
-//! undeclared one grows, against the free space less what other bodies were promised, so
-//! spooling never fills the disk. Spool files are unnamed (`O_TMPFILE`) where the filesystem
+//! a link, without a second copy. A declared length is checked against the free space
+//! before the body is accepted, and every body reserves room a step ahead of what it
+//! writes, so spooling never fills the disk. Only those steps are promised, not whole
+//! declared lengths: clients that declare large bodies and send nothing cannot make the
+//! server refuse everyone else. (Two bodies that each fit, but not together, are both
+//! accepted; the one that runs out of room is refused then.) Spool files are unnamed (`O_TMPFILE`) where the filesystem
 //! allows, and vanish with their last descriptor; elsewhere they are named, locked while in
 //! use, and swept at start-up.
 
@@ -18,8 +21,8 @@ use super::Spooled;
 use crate::temps::TEMP_PREFIX;
 use crate::vfs::Hashes;
 
-/// An undeclared (chunked) body reserves room in steps of this much.
-const GROW_STEP: u64 = 8 << 20;
+/// A body reserves room ahead of its writes in steps of this much: one `statvfs` per step.
+const GROW_STEP: u64 = 1 << 20;
 /// Free space kept back from spooling: a hundredth of the filesystem, at most this.
 const MARGIN_MAX: u64 = 64 << 20;
 /// A body that will become an object has its write-back started every this many bytes,
@@ -76,12 +79,17 @@ impl SpoolDir {
         hashes: Option<Box<Hashes>>,
         durable: bool,
     ) -> Result<SpoolWriter, SpoolError> {
-        let reserved = self.reserve(declared.unwrap_or(GROW_STEP))?;
+        if let Some(want) = declared {
+            let free = self.room()?;
+            if want > free {
+                return Err(SpoolError::Full { want, free });
+            }
+        }
         let mut w = SpoolWriter {
             dir: self.clone(),
             file: None,
             named: None,
-            reserved,
+            reserved: 0,
             written: 0,
             kicked: 0,
             hashes,
@@ -93,12 +101,23 @@ impl SpoolDir {
         Ok(w)
     }
 
-    /// Promises `want` bytes if they fit in the free space; returns `want`.
-    fn reserve(&self, want: u64) -> Result<u64, SpoolError> {
+    /// The free space less the margin and what is promised.
+    fn room(&self) -> Result<u64, SpoolError> {
+        let usable = self.usable()?;
+        Ok(usable.saturating_sub(self.reserved.load(Ordering::Acquire)))
+    }
+
+    /// The free space less the margin kept back.
+    fn usable(&self) -> Result<u64, SpoolError> {
         let st = rfs::statvfs(&self.path).map_err(|e| SpoolError::Io(e.into()))?;
         let avail = st.f_bavail.saturating_mul(st.f_frsize);
         let total = st.f_blocks.saturating_mul(st.f_frsize);
-        let usable = avail.saturating_sub((total / 100).min(MARGIN_MAX));
+        Ok(avail.saturating_sub((total / 100).min(MARGIN_MAX)))
+    }
+
+    /// Promises `want` bytes if they fit in the free space; returns `want`.
+    fn reserve(&self, want: u64) -> Result<u64, SpoolError> {
+        let usable = self.usable()?;
         let mut promised = self.reserved.load(Ordering::Acquire);
         loop {
             let free = usable.saturating_sub(promised);
@@ -207,5 +226,39 @@ impl Drop for SpoolWriter {
         if let Some(p) = &self.named {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn dir(name: &str) -> Arc<SpoolDir> {
+        let path =
+            std::env::temp_dir().join(format!("s3serve-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Arc::new(SpoolDir::open(&path, 0o600).unwrap())
+    }
+
+    #[test]
+    fn declared_lengths_are_checked_but_only_written_steps_are_promised() {
+        let d = dir("promise");
+        let free = d.room().unwrap();
+        // Each fits on its own; together they declare more than the disk holds.
+        let mut a = d.start(Some(free / 2 + 1), None, false).unwrap();
+        let mut b = d.start(Some(free / 2 + 1), None, false).unwrap();
+        assert_eq!(d.reserved.load(Ordering::Acquire), 0);
+        a.write(b"abc").unwrap();
+        b.write(b"de").unwrap();
+        assert_eq!(d.reserved.load(Ordering::Acquire), 2 * GROW_STEP - 5);
+        let c = d.start(Some(free + GROW_STEP), None, false);
+        assert!(matches!(c, Err(SpoolError::Full { .. })));
+        let mut got = String::new();
+        a.finish().unwrap().file.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "abc");
+        drop(b);
+        assert_eq!(d.reserved.load(Ordering::Acquire), 0);
+        let _ = std::fs::remove_dir_all(d.path());
     }
 }

@@ -58,6 +58,10 @@ pub(super) struct Output {
     pub(super) resp: Responses,
     /// The sequence number of the next answer.
     pub(super) seq: u64,
+    /// File bodies going out over TLS pass through this, allocated at the first. (It is not
+    /// on the stack: a large array in any frame would be touched in full by the stack
+    /// probes, on every relay thread.)
+    pub(super) chunk: Vec<u8>,
 }
 
 impl Output {
@@ -71,6 +75,7 @@ impl Output {
             file_at: 0,
             resp: Responses::default(),
             seq: 0,
+            chunk: Vec::new(),
         }
     }
 

@@ -201,7 +201,10 @@ impl Relay<'_> {
             // from the file in chunks as the connection takes them.
             None => {
                 use std::os::unix::fs::FileExt;
-                let mut chunk = [0u8; TLS_FILE_CHUNK];
+                let chunk = &mut self.output.chunk;
+                if chunk.is_empty() {
+                    chunk.resize(TLS_FILE_CHUNK, 0);
+                }
                 while body.len > 0 {
                     let n = body.len.min(TLS_FILE_CHUNK as u64) as usize;
                     let got = body.file.read_at(&mut chunk[..n], body.offset)?;

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::head::{self, Chunked, Framing, Head, Refusal};
 use super::refuse::spool_refusal;
-use super::{Admission, Relay, CONTINUE, HEAD_SLACK, IN_BUF, RELAY_HEADER};
+use super::{Relay, CONTINUE, HEAD_SLACK, IN_BUF, RELAY_HEADER};
+use crate::s3::admit::Admission;
 use crate::s3::spool::{SpoolError, SpoolWriter};
 
 pub(super) enum Phase {
@@ -18,11 +19,13 @@ pub(super) enum Phase {
         left: u64,
         held: usize,
     },
-    /// A body arriving into a spool file; its head waits at `in_fwd`.
+    /// A body arriving into a spool file; its head waits at `in_fwd`. It may be `limit`
+    /// bytes long at most.
     Spool {
         head: Head,
         spool: Box<SpoolWriter>,
         left: BodyLeft,
+        limit: u64,
     },
     /// A refusal is queued; input is ignored.
     Refused,
@@ -116,7 +119,12 @@ impl Relay<'_> {
                     self.set_phase(Phase::Head);
                     self.pass_on(&head, body, false)?;
                 }
-                Phase::Spool { head, spool, left } => {
+                Phase::Spool {
+                    head,
+                    spool,
+                    left,
+                    limit,
+                } => {
                     let start = self.input.fwd + head.len;
                     let pending = &self.input.buf[start..self.input.end];
                     let mut failed = None;
@@ -140,6 +148,9 @@ impl Relay<'_> {
                     };
                     if let Some(e) = failed {
                         return Err(spool_refusal(self.id, e));
+                    }
+                    if spool.written() > *limit {
+                        return Err(Refusal::TooLarge);
                     }
                     self.input
                         .buf
@@ -180,13 +191,16 @@ impl Relay<'_> {
             return Ok(true);
         }
         let head_bytes = &self.input.buf[self.input.fwd..self.input.fwd + h.len];
-        let (hashes, durable) = match (self.shared.admit)(head_bytes, self.peer) {
+        let accepted = match (self.shared.admit)(head_bytes, self.peer) {
             Admission::Refuse(answer) => {
                 self.refuse_with(answer);
                 return Ok(false);
             }
-            Admission::Accept { hashes, durable } => (hashes, durable),
+            Admission::Accept(accepted) => accepted,
         };
+        if matches!(h.framing, Framing::Length(n) if n > accepted.limit) {
+            return Err(Refusal::TooLarge);
+        }
         self.continue_due = h.expects_continue;
         let ordering = std::sync::atomic::Ordering::AcqRel;
         if let Framing::Length(n) = h.framing {
@@ -221,12 +235,13 @@ impl Relay<'_> {
         let spool = self
             .shared
             .spool
-            .start(declared, hashes, durable)
+            .start(declared, accepted.hashes, accepted.durable)
             .map_err(|e| spool_refusal(self.id, e))?;
         self.phase = Phase::Spool {
             head: h,
             spool: Box::new(spool),
             left,
+            limit: accepted.limit,
         };
         Ok(true)
     }

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::head;
+use crate::s3::admit::Admission;
 use crate::s3::http::FileBodies;
 use crate::s3::spool::{SpoolDir, Spools};
-use crate::vfs::Hashes;
 use buffers::{Input, Output};
 use frame::Phase;
 pub use gate::Gate;
@@ -42,18 +42,6 @@ const HEAD_SLACK: usize = 512;
 /// Response bytes buffered per connection: one read of what a worker writes at once.
 const OUT_BUF: usize = 256 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// What the front says about a request head with a body, before the body is read.
-pub enum Admission {
-    /// The body may come. A spooled body is hashed with `hashes` as it arrives; `durable`:
-    /// it will likely become an object, so its write-back starts early.
-    Accept {
-        hashes: Option<Box<Hashes>>,
-        durable: bool,
-    },
-    /// The whole answer refusing the request; the connection closes after it.
-    Refuse(Vec<u8>),
-}
 
 /// Checks a request head (its bytes, and the peer as in the relay header).
 pub type Admit = dyn Fn(&[u8], &str) -> Admission + Send + Sync;

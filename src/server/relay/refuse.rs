@@ -57,7 +57,6 @@ impl Relay<'_> {
     pub(super) fn linger(&mut self) {
         let until = Instant::now() + LINGER;
         let mut dropped = 0u64;
-        let mut buf = [0u8; 16 * 1024];
         while dropped < LINGER_BYTES {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -74,7 +73,8 @@ impl Relay<'_> {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return,
             }
-            match self.side.read(&mut buf) {
+            // The request buffer is free by now: what it held was refused.
+            match self.side.read(&mut self.input.buf) {
                 Ok(0) => return,
                 Ok(n) => dropped += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -93,6 +93,7 @@ pub(super) fn refusal_status(r: Refusal) -> u16 {
         Refusal::Full { .. } => 507,
         Refusal::Internal => 500,
         Refusal::Incomplete => 400,
+        Refusal::TooLarge => 400,
     }
 }
 
@@ -127,6 +128,10 @@ pub(super) fn refusal_response(r: Refusal) -> Vec<u8> {
         Refusal::Internal => S3Error::new(
             Code::InternalError,
             "The request body could not be received; see the server log.",
+        ),
+        Refusal::TooLarge => S3Error::new(
+            Code::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size.",
         ),
         Refusal::Incomplete => S3Error::new(
             Code::IncompleteBody,

@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::*;
+use crate::s3::admit::Accepted;
 
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
@@ -30,10 +31,7 @@ struct Rig {
 }
 
 fn accept_all(_: &[u8], _: &str) -> Admission {
-    Admission::Accept {
-        hashes: None,
-        durable: false,
-    }
+    Admission::Accept(Accepted::default())
 }
 
 fn rig(name: &str, admit: Box<Admit>, held_cap: usize) -> Rig {

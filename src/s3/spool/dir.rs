@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
@@ -92,7 +92,7 @@ impl SpoolDir {
             reserved: 0,
             written: 0,
             kicked: 0,
-            hashes,
+            hashes: hashes.map(|h| Hasher::new(h, declared)),
             durable,
         };
         let (file, named) = self.create().map_err(SpoolError::Io)?;
@@ -172,7 +172,7 @@ pub struct SpoolWriter {
     reserved: u64,
     written: u64,
     kicked: u64,
-    hashes: Option<Box<Hashes>>,
+    hashes: Option<Hasher>,
     durable: bool,
 }
 
@@ -215,7 +215,10 @@ impl SpoolWriter {
             .take()
             .ok_or_else(|| io::Error::other("the spool file is closed"))?;
         file.rewind()?;
-        let digests = self.hashes.take().map(|h| h.finish());
+        let digests = match self.hashes.take() {
+            Some(h) => Some(h.finish()?),
+            None => None,
+        };
         Ok(Spooled::new(file, self.named.take(), self.written, digests))
     }
 }
@@ -225,6 +228,123 @@ impl Drop for SpoolWriter {
         self.dir.release(self.reserved);
         if let Some(p) = &self.named {
             let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Hashes a spooled body as it arrives: on the relay's thread, or, for a large body while
+/// few others have one, on a thread of its own that follows the writes, so that receiving
+/// and hashing overlap (a single upload would otherwise go at the rate of one core doing
+/// both).
+enum Hasher {
+    Inline(Box<Hashes>),
+    Follower(Follower),
+}
+
+/// Bodies from this size up may get a follower thread.
+const FOLLOW_MIN: u64 = 8 << 20;
+/// Buffers in flight between the relay and a follower.
+const FOLLOW_BUFFERS: usize = 4;
+/// Followers running in the process.
+static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+
+struct Follower {
+    /// Chunks to hash, in order; dropped to end the thread.
+    chunks: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    /// Hashed chunks come back to be filled again.
+    spare: crossbeam_channel::Receiver<Vec<u8>>,
+    made: usize,
+    thread: Option<std::thread::JoinHandle<Box<Hashes>>>,
+}
+
+impl Hasher {
+    fn new(hashes: Box<Hashes>, declared: Option<u64>) -> Hasher {
+        let cap = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let large = declared.is_none_or(|n| n >= FOLLOW_MIN);
+        let slot = large
+            && FOLLOWERS
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < cap).then_some(n + 1)
+                })
+                .is_ok();
+        if !slot {
+            return Hasher::Inline(hashes);
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(FOLLOW_BUFFERS);
+        let (back_tx, back_rx) = crossbeam_channel::bounded(FOLLOW_BUFFERS);
+        // The hashes go to the thread once it runs: if it cannot start, they stay here.
+        let (give, given) = crossbeam_channel::bounded::<Box<Hashes>>(1);
+        let spawned = std::thread::Builder::new()
+            .name("s3serve:hash".into())
+            .spawn(move || {
+                let mut hashes = given.recv().unwrap_or_default();
+                for chunk in rx {
+                    hashes.update(&chunk);
+                    let _ = back_tx.try_send(chunk);
+                }
+                FOLLOWERS.fetch_sub(1, Ordering::AcqRel);
+                hashes
+            });
+        match spawned {
+            Ok(thread) => {
+                let _ = give.send(hashes);
+                Hasher::Follower(Follower {
+                    chunks: Some(tx),
+                    spare: back_rx,
+                    made: 0,
+                    thread: Some(thread),
+                })
+            }
+            Err(e) => {
+                FOLLOWERS.fetch_sub(1, Ordering::AcqRel);
+                log::warn!("starting a hashing thread: {e}");
+                Hasher::Inline(hashes)
+            }
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Inline(h) => h.update(data),
+            Hasher::Follower(f) => {
+                let mut buf = match f.spare.try_recv() {
+                    Ok(b) => b,
+                    Err(_) if f.made < FOLLOW_BUFFERS => {
+                        f.made += 1;
+                        Vec::with_capacity(data.len().max(256 << 10))
+                    }
+                    // Every buffer is out: wait for the follower to finish one.
+                    Err(_) => f.spare.recv().unwrap_or_default(),
+                };
+                buf.clear();
+                buf.extend_from_slice(data);
+                if let Some(tx) = &f.chunks {
+                    let _ = tx.send(buf);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<crate::vfs::Digests> {
+        match self {
+            Hasher::Inline(h) => Ok(h.finish()),
+            Hasher::Follower(mut f) => {
+                f.chunks = None;
+                let thread = f.thread.take().expect("joined once");
+                thread
+                    .join()
+                    .map(|h| h.finish())
+                    .map_err(|_| io::Error::other("the hashing thread failed"))
+            }
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -259,6 +379,33 @@ mod tests {
         assert_eq!(got, "abc");
         drop(b);
         assert_eq!(d.reserved.load(Ordering::Acquire), 0);
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn a_large_body_is_hashed_by_a_follower_like_a_small_one_inline() {
+        let d = dir("follow");
+        let body: Vec<u8> = (0..(FOLLOW_MIN as u32 + 12345))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut want = Hashes::new(true, false, true);
+        want.update(&body);
+        let want = want.finish();
+        for declared in [Some(body.len() as u64), None, Some(FOLLOW_MIN - 1)] {
+            let hashes = Box::new(Hashes::new(true, false, true));
+            let mut w = d.start(declared, Some(hashes), false).unwrap();
+            let follows = matches!(w.hashes, Some(Hasher::Follower(_)));
+            assert_eq!(follows, declared != Some(FOLLOW_MIN - 1));
+            for piece in body.chunks(100_000) {
+                w.write(piece).unwrap();
+            }
+            let spooled = w.finish().unwrap();
+            let got = spooled.digests.clone().unwrap();
+            assert_eq!(
+                (got.md5, got.sha256, got.len),
+                (want.md5, want.sha256, want.len)
+            );
+        }
         let _ = std::fs::remove_dir_all(d.path());
     }
 }

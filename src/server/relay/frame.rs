@@ -175,7 +175,8 @@ impl Relay<'_> {
     }
 
     /// Frames the head at `in_fwd`; false while it is incomplete. A head without a body is
-    /// passed on at once; one with a body is first put to the front, which may refuse it.
+    /// passed on at once; one with a body is first put to the front, which may refuse it
+    /// (unless the body is small and no `100 Continue` is asked for).
     pub(super) fn frame_head(&mut self) -> Result<bool, Refusal> {
         let now = Instant::now();
         let started = *self.clocks.head_started.get_or_insert(now);
@@ -190,6 +191,11 @@ impl Relay<'_> {
             self.pass_on(&h, 0, false)?;
             return Ok(true);
         }
+        // A small body without `Expect` is simply held: reading it costs little even if the
+        // request is refused, and the worker checks the request as it does any other.
+        if !h.expects_continue && self.hold(&h) {
+            return Ok(true);
+        }
         let head_bytes = &self.input.buf[self.input.fwd..self.input.fwd + h.len];
         let accepted = match (self.shared.admit)(head_bytes, self.peer) {
             Admission::Refuse(answer) => {
@@ -202,31 +208,8 @@ impl Relay<'_> {
             return Err(Refusal::TooLarge);
         }
         self.continue_due = h.expects_continue;
-        let ordering = std::sync::atomic::Ordering::AcqRel;
-        if let Framing::Length(n) = h.framing {
-            let fits = (h.len as u64)
-                .saturating_add(n)
-                .saturating_add(2 * HEAD_SLACK as u64)
-                <= IN_BUF as u64;
-            let cap = self.shared.held_cap;
-            let held = n as usize;
-            if fits
-                && self
-                    .shared
-                    .held
-                    .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |x| {
-                        (x + held <= cap).then_some(x + held)
-                    })
-                    .is_ok()
-            {
-                self.phase = Phase::Hold {
-                    head: h,
-                    got: 0,
-                    left: n,
-                    held,
-                };
-                return Ok(true);
-            }
+        if self.hold(&h) {
+            return Ok(true);
         }
         let (declared, left) = match h.framing {
             Framing::Length(n) => (Some(n), BodyLeft::Length(n)),
@@ -244,6 +227,37 @@ impl Relay<'_> {
             limit: accepted.limit,
         };
         Ok(true)
+    }
+
+    /// Holds the body of `h` in the buffer behind it, if it fits there and in the shared
+    /// budget; false otherwise.
+    fn hold(&mut self, h: &Head) -> bool {
+        let Framing::Length(n) = h.framing else {
+            return false;
+        };
+        let fits = (h.len as u64)
+            .saturating_add(n)
+            .saturating_add(2 * HEAD_SLACK as u64)
+            <= IN_BUF as u64;
+        let (cap, held) = (self.shared.held_cap, n as usize);
+        let ordering = std::sync::atomic::Ordering::AcqRel;
+        let taken = fits
+            && self
+                .shared
+                .held
+                .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |x| {
+                    (x + held <= cap).then_some(x + held)
+                })
+                .is_ok();
+        if taken {
+            self.phase = Phase::Hold {
+                head: h.clone(),
+                got: 0,
+                left: n,
+                held,
+            };
+        }
+        taken
     }
 
     /// Passes on the request whose head `h` is at `in_fwd`, followed by `body` bytes in the

@@ -461,34 +461,25 @@ def test_thousand_stalled_uploaders_stay_small(start_server):
 # 4. Expect: 100-continue
 
 
-def test_expect_continue_bad_signature_gets_403_without_100(start_server):
+@pytest.mark.parametrize("length, sk, status, code", [
+    (MiB, "NOT-THE-SECRET", 403, "SignatureDoesNotMatch"),
+    (5 * 1024**3 + 1, SK, 400, "EntityTooLarge"),
+], ids=["bad-signature", "over-5-GiB"])
+def test_expect_continue_refused_from_the_head_without_100(start_server, length, sk, status, code):
     srv = start_server()
     c = srv.client()
-    bucket = unique_bucket_name("expect-bad")
+    bucket = unique_bucket_name("expect-refused")
     c.create_bucket(Bucket=bucket)
     with connect(srv) as s:
-        s.sendall(put_head(srv, f"/{bucket}/k", MiB, expect=True, sk="NOT-THE-SECRET"))
+        s.sendall(put_head(srv, f"/{bucket}/k", length, expect=True, sk=sk))
         # The body is never sent: the refusal comes from the head alone, and comes first.
-        status, headers, body, _ = read_response(s)
-        assert status.startswith("HTTP/1.1 403"), status
-        assert xml_error_code(body) == "SignatureDoesNotMatch", body
+        line, headers, body, _ = read_response(s)
+        assert line.startswith(f"HTTP/1.1 {status}"), line
+        assert xml_error_code(body) == code, body
+    assert wait_spool_released(srv) == {}
     expect_error(404, None, c.head_object, Bucket=bucket, Key="k")
     assert c.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     assert files_under(srv.data_dir / bucket) == []
-
-
-def test_expect_continue_over_the_size_limit_gets_400_without_100(start_server):
-    srv = start_server()
-    c = srv.client()
-    bucket = unique_bucket_name("expect-large")
-    c.create_bucket(Bucket=bucket)
-    with connect(srv) as s:
-        s.sendall(put_head(srv, f"/{bucket}/k", 5 * 1024**3 + 1, expect=True))
-        status, headers, body, _ = read_response(s)
-        assert status.startswith("HTTP/1.1 400"), status
-        assert xml_error_code(body) == "EntityTooLarge", body
-    assert wait_spool_released(srv) == {}
-    expect_error(404, None, c.head_object, Bucket=bucket, Key="k")
 
 
 def test_expect_continue_good_signature_gets_100_then_200(start_server):

@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use super::auth::{self, Keys, Payload, SignedParts};
+use super::auth::{self, Keys, Payload};
 use super::route::Endpoint;
 use super::{
     check_bucket_name, error_response, http, parse_target, vhost_bucket, with_presigned_headers,
@@ -104,14 +104,7 @@ fn admit_checks(
     let payload = if endpoint == Endpoint::PostObject {
         None // signed by the form's policy, which is in the body
     } else {
-        let parts = SignedParts {
-            method,
-            raw_path: &t.raw_path,
-            raw_query: &t.raw_query,
-            headers,
-            vhost_bucket: t.bucket_from_host.then_some(t.bucket.as_str()),
-            baseurl: &app.baseurl,
-        };
+        let parts = t.signed_parts(method, headers, &app.baseurl);
         Some(auth::authenticate(keys, &parts, SystemTime::now())?.payload)
     };
     if endpoint.writes() && app.ops.read_only {

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 use crate::ops::{self, Code, Ctx, Headers, OpResult, OpsOptions, Query, Request, S3Error};
 use crate::util;
 use crate::vfs::Vfs;
-use auth::{Keys, Payload, SignedParts};
+use auth::{Keys, Payload};
 use route::Endpoint;
 use std::sync::Arc;
 
@@ -96,6 +96,25 @@ struct Target {
     bucket_from_host: bool,
     key: String,
     query: Query,
+}
+
+impl Target {
+    /// What a signature of this request covers.
+    fn signed_parts<'a>(
+        &'a self,
+        method: &'a str,
+        headers: &'a Headers,
+        baseurl: &'a str,
+    ) -> auth::SignedParts<'a> {
+        auth::SignedParts {
+            method,
+            raw_path: &self.raw_path,
+            raw_query: &self.raw_query,
+            headers,
+            vhost_bucket: self.bucket_from_host.then_some(self.bucket.as_str()),
+            baseurl,
+        }
+    }
 }
 
 /// Splits the request target. With `vhost_bucket` (virtual-hosted style) the whole path is
@@ -374,14 +393,7 @@ fn dispatch_authenticated(
         };
         return post::post_object(&ctx, keys, &t.bucket, headers, body);
     }
-    let parts = SignedParts {
-        method,
-        raw_path: &t.raw_path,
-        raw_query: &t.raw_query,
-        headers,
-        vhost_bucket: t.bucket_from_host.then_some(t.bucket.as_str()),
-        baseurl: &app.baseurl,
-    };
+    let parts = t.signed_parts(method, headers, &app.baseurl);
     let identity = auth::authenticate(keys, &parts, now)?;
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
         check_bucket_name(&t.bucket)?;

@@ -33,14 +33,7 @@ impl Relay<'_> {
             Err(e) if would_block(&e) => {}
             Err(e) => return Err(e),
         }
-        if let Err(refusal) = self.frame() {
-            self.refuse(refusal);
-        }
-        self.write_inner()?;
-        if self.input.eof {
-            self.client_ended();
-        }
-        Ok(())
+        self.frame_and_pass()
     }
 
     pub(super) fn write_inner(&mut self) -> io::Result<()> {

@@ -71,6 +71,11 @@ impl Relay<'_> {
             return Ok(());
         }
         self.input.deferred = false;
+        self.frame_and_pass()
+    }
+
+    /// Frames what has arrived (refusing what must be) and passes on what is whole.
+    pub(super) fn frame_and_pass(&mut self) -> std::io::Result<()> {
         if let Err(refusal) = self.frame() {
             self.refuse(refusal);
         }

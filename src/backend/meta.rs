@@ -33,16 +33,6 @@ pub struct ObjectMeta {
     pub parts: Vec<u64>,
 }
 
-/// The system headers S3 stores and returns, in the order they are returned.
-pub const STORED_HEADERS: [&str; 6] = [
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
-
 impl ObjectMeta {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

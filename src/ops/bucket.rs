@@ -2,11 +2,11 @@
 //! and GetBucketVersioning. A bucket is a top-level directory of the served root.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>
 
-use crate::backend::key;
 use crate::ops::list;
 use crate::ops::xml::{self, XmlWriter};
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
+use crate::vfs::key;
 
 /// The one region s3serve reports, as HeadBucket and GetBucketLocation do.
 const REGION: &str = "us-east-1";

@@ -3,10 +3,10 @@
 //! the bytes while they stream (400 BadDigest on a mismatch) and stored with the object.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html>
 
-use crate::backend::ObjectMeta;
 use crate::ops::{Code, Headers, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
+use crate::vfs::ObjectMeta;
 
 /// Key in [`ObjectMeta::checksums`] that records the checksum type of the stored value.
 pub const TYPE_KEY: &str = "TYPE";

@@ -2,12 +2,12 @@
 //! backend), never through this process; the metadata follows `x-amz-metadata-directive`.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
 
-use crate::backend::key;
 use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
+use crate::vfs::key;
 use crate::vfs::WriteCheck;
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, percent-decoded once.

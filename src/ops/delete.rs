@@ -3,7 +3,6 @@
 //! a CRC32), or neither.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html>
 
-use crate::backend::key;
 use crate::ops::xml::{self, XmlWriter};
 use crate::ops::{Ctx, OpResult, Request, Response, S3Error};
 
@@ -50,7 +49,7 @@ pub fn delete_objects(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let mut w = XmlWriter::new();
     w.root("DeleteResult");
     for k in &req.keys {
-        let result = key::check(k).and_then(|_| ctx.vfs.remove(&rq.bucket, k));
+        let result = ctx.vfs.remove(&rq.bucket, k);
         match result {
             Ok(()) if req.quiet => {}
             Ok(()) => {

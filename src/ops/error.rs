@@ -3,8 +3,8 @@
 //! place, [`S3Error::to_xml`]. Lower layers keep their own small error enums and convert here.
 //! Codes: <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
 
-use crate::backend::{BackendError, ErrorKind};
 use crate::ops::xml::XmlWriter;
+use crate::vfs::{BackendError, ErrorKind};
 
 macro_rules! codes {
     ($($name:ident = $status:literal),* $(,)?) => {

@@ -4,13 +4,22 @@
 
 use std::time::SystemTime;
 
-use crate::backend::meta::{ObjectMeta, STORED_HEADERS};
-use crate::backend::ObjectInfo;
 use crate::ops::error::{Code, S3Error};
 use crate::util;
+use crate::vfs::{ObjectInfo, ObjectMeta};
 
 /// S3's limit on user metadata (names plus values).
 pub const MAX_USER_META: usize = 2048;
+
+/// The system headers S3 stores and returns, in the order they are returned.
+pub const STORED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
 
 /// Request headers with lower-case names, in arrival order.
 #[derive(Debug, Default, Clone)]

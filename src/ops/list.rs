@@ -5,7 +5,6 @@
 //! With the `/` delimiter, subdirectories become CommonPrefixes without being walked.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
 
-use crate::backend::{key, ErrorKind};
 use crate::ops::bucket::owner;
 use crate::ops::headers::quote;
 use crate::ops::xml::XmlWriter;
@@ -13,6 +12,7 @@ use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::dircache::{Brief, Listing};
 use crate::vfs::pages::Inputs;
+use crate::vfs::{key, ErrorKind};
 use crate::vfs::{PrefixProbe, Vfs};
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 pub use error::{Code, S3Error};
 pub use headers::{Headers, Query};
 
-use crate::backend::key;
+use crate::vfs::key;
 use crate::vfs::Vfs;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub enum Body {
     Stream(Box<dyn Read + Send>, u64),
     /// `len` bytes of an object, positioned at `offset`: streamed, or, for a file, handed
     /// to the front to send with sendfile(2).
-    Object(Box<dyn crate::backend::Body>, u64, u64),
+    Object(Box<dyn crate::vfs::Body>, u64, u64),
     /// A `200` whose XML document (without its declaration) is still being produced: the
     /// front sends the declaration, keeps the connection alive with whitespace until the
     /// document or an error arrives, then sends that (S3's long-running-request convention).

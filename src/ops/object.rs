@@ -4,11 +4,10 @@
 
 use std::io::{Seek, SeekFrom};
 
-use crate::backend::meta::STORED_HEADERS;
-use crate::backend::ObjectInfo;
-use crate::ops::headers::{self, quote, Precondition, GET_CONDS};
+use crate::ops::headers::{self, quote, Precondition, GET_CONDS, STORED_HEADERS};
 use crate::ops::{Body, Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
+use crate::vfs::ObjectInfo;
 
 /// `response-*` query overrides and the header each one sets.
 const OVERRIDES: [(&str, &str); 6] = [
@@ -78,7 +77,7 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     let mut body = reader.body;
     if start > 0 {
         body.seek(SeekFrom::Start(start))
-            .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
+            .map_err(|e| S3Error::from(crate::vfs::BackendError::from(e)))?;
     }
     Ok(resp.with_body(Body::Object(body, start, len)))
 }

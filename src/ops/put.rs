@@ -6,12 +6,12 @@
 use std::cell::RefCell;
 use std::io::{ErrorKind as IoKind, Read, Write};
 
-use crate::backend::{ObjectMeta, ObjectWriter};
 use crate::ops::checksum;
 use crate::ops::headers::{self, quote};
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::{Digests, Hashes, WriteCheck};
+use crate::vfs::{ObjectMeta, ObjectWriter};
 
 /// Copy buffer for request bodies: large reads bypass tiny_http's small buffer.
 pub const BODY_BUF: usize = 256 * 1024;
@@ -194,7 +194,7 @@ fn check_limit(len: u64, limit: u64) -> Result<(), S3Error> {
 fn write_body(writer: &mut dyn Write, data: &[u8]) -> Result<(), S3Error> {
     writer.write_all(data).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput => length_mismatch(),
-        _ => S3Error::from(crate::backend::BackendError::from(e)),
+        _ => S3Error::from(crate::vfs::BackendError::from(e)),
     })
 }
 
@@ -329,11 +329,11 @@ fn adopt_spooled(
     let file = sp
         .file
         .try_clone()
-        .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
+        .map_err(|e| S3Error::from(crate::vfs::BackendError::from(e)))?;
     match writer.adopt(file, &sp.link) {
         Ok(true) => Ok(Some(d.clone())),
         Ok(false) => Ok(None),
-        Err(e) => Err(crate::backend::BackendError::from(e).into()),
+        Err(e) => Err(crate::vfs::BackendError::from(e).into()),
     }
 }
 

@@ -47,7 +47,7 @@ impl Default for Accepted {
 
 /// Splits a request head (checked by the relay) into method, target and headers.
 fn parse_head(head: &[u8]) -> Option<(&str, &str, Headers)> {
-    use crate::server::head::PRIVATE_PREFIX;
+    use super::relayed::PRIVATE_PREFIX;
     let text = std::str::from_utf8(head).ok()?;
     let mut lines = text.trim_end_matches("\r\n").split("\r\n");
     let mut request_line = lines.next()?.split(' ');

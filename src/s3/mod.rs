@@ -12,6 +12,7 @@ pub mod form;
 pub mod http;
 pub mod json;
 pub mod post;
+pub mod relayed;
 pub mod route;
 pub mod spool;
 
@@ -200,7 +201,7 @@ fn strip_absolute_form(url: &str) -> &str {
 /// The request's headers as the client sent them: without the one the relay added, and
 /// with those it renamed (so that tiny_http would not act on them) under their own names.
 fn headers_of(rq: &tiny_http::Request) -> Headers {
-    use crate::server::head::{PRIVATE_PREFIX, RENAMED_PREFIX};
+    use relayed::{PRIVATE_PREFIX, RENAMED_PREFIX};
     Headers(
         rq.headers()
             .iter()
@@ -352,7 +353,7 @@ fn with_presigned_headers(headers: &Headers, query: &Query) -> Option<Headers> {
 
 /// A bucket name S3 would accept, or InvalidBucketName.
 fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
-    crate::backend::key::check_bucket(bucket).map_err(|_| {
+    crate::vfs::key::check_bucket(bucket).map_err(|_| {
         S3Error::new(
             Code::InvalidBucketName,
             "The specified bucket is not valid.",

@@ -3,6 +3,8 @@
 //! able to parse: an oversized head is refused with 431, a malformed or ambiguous one with
 //! 400, so tiny_http behind the relay only ever sees requests framed the way we framed them.
 
+use crate::s3::relayed::{PRIVATE_PREFIX, RENAMED_PREFIX};
+
 /// Why a request cannot be passed on; the relay answers it and closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -151,12 +153,6 @@ fn parse_length(v: &str) -> Result<u64, Refusal> {
     v.parse()
         .map_err(|_| Refusal::Bad("The Content-Length header is not a number."))
 }
-
-/// Header names starting with this are the relay's own: a client's are dropped.
-pub const PRIVATE_PREFIX: &str = "x-s3serve-";
-/// A header the relay renames so that tiny_http does not act on it keeps its value under
-/// this prefix (`Content-Length` becomes `x-s3serve-orig-content-length`).
-pub const RENAMED_PREFIX: &str = "x-s3serve-orig-";
 
 /// Copies `head` to `out` without any header whose name starts with [`PRIVATE_PREFIX`],
 /// with the headers named in `rename` moved under [`RENAMED_PREFIX`], and with `extra` (a

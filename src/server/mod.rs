@@ -26,10 +26,11 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::Backend;
 use crate::config::{Config, Storage};
 use crate::ops::{Code, OpsOptions, S3Error};
+use crate::s3::relayed::{self, RELAY_HEADER};
 use crate::s3::{self, auth::Keys, App, Peer};
 use crate::vfs::{Vfs, VfsOptions};
 use listen::{Listener, Relays, Slots};
-use relay::{Limits, Shared, RELAY_HEADER};
+use relay::{Limits, Shared};
 
 /// How often an idle worker looks at the stop flag.
 const WORKER_TICK: Duration = Duration::from_millis(100);
@@ -76,16 +77,12 @@ fn spawn_expire(app: Arc<App>, expiry: Option<Duration>) -> (Sender<()>, JoinHan
     let handle = std::thread::Builder::new()
         .name("s3serve:expire".into())
         .spawn(move || loop {
-            if let Ok(uploads) = app.vfs.uploads() {
-                let now = std::time::SystemTime::now();
-                let pending = expiry.map(|e| now - e);
-                let removed = uploads.expire(
-                    pending,
-                    now - expiry.unwrap_or(DONE_UPLOAD_MEMORY).min(DONE_UPLOAD_MEMORY),
-                );
-                if removed > 0 {
-                    log::info!("expired {removed} multipart uploads");
-                }
+            let now = std::time::SystemTime::now();
+            let pending = expiry.map(|e| now - e);
+            let done = now - expiry.unwrap_or(DONE_UPLOAD_MEMORY).min(DONE_UPLOAD_MEMORY);
+            let removed = app.vfs.expire_uploads(pending, done);
+            if removed > 0 {
+                log::info!("expired {removed} multipart uploads");
             }
             match rx.recv_timeout(tick) {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -333,16 +330,8 @@ fn relay_info(rq: &tiny_http::Request, token: &str) -> Option<(u64, bool, Peer)>
         .iter()
         .rev()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(RELAY_HEADER))?;
-    let mut parts = h.value.as_str().splitn(6, ' ');
-    if parts.next()? != token {
-        return None;
-    }
-    let id = parts.next()?.parse().ok()?;
-    let first = parts.next()? == "1";
-    let seq = parts.next()?.parse().ok()?;
-    let spooled = parts.next()? == "1";
-    let peer = parts.next()?;
-    Some((id, first, Peer::new(peer, id, seq, spooled)))
+    let r = relayed::parse(h.value.as_str(), token)?;
+    Some((r.conn, r.first, Peer::new(r.peer, r.conn, r.seq, r.spooled)))
 }
 
 /// Where workers take requests: tiny_http's queue. If tiny_http's accept loop dies (it ends

@@ -2,25 +2,31 @@
 //! backend it is a thin pass-through that adds what every backend needs: ETags that are right
 //! even for files changed behind our back (computed lazily, then cached in the metadata),
 //! per-key locks so conditional writes are checked under the same lock as the commit, and the
-//! empty-directory cleanup policy. It speaks no S3 and knows no sockets.
+//! empty-directory cleanup policy. Every key is checked here (see [`key::check`]) before it
+//! reaches a backend, whichever operation brought it. It speaks no S3 and knows no sockets.
 
 pub mod checksum;
 pub mod dircache;
 pub mod hash;
 pub mod pages;
 mod prefixes;
+mod uploads;
 
 use std::hash::BuildHasher;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::backend::{
-    Backend, BackendError, BucketInfo, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result,
-};
+use crate::backend::{Backend, BucketInfo, ObjectReader, Result};
 use dircache::{Brief, DirCache, Listed, Listing};
 pub use hash::{Digests, EtagAlg, Hashes};
+
+// The plain types and rules the layers above use: they reach storage only through the Vfs.
+pub use crate::backend::key;
+pub use crate::backend::{
+    BackendError, Body, ErrorKind, ObjectInfo, ObjectMeta, ObjectWriter, PartInfo, PartWriter,
+    UploadInfo,
+};
 pub use prefixes::PrefixProbe;
 
 /// Key locks are striped: enough stripes that unrelated keys rarely wait on each other.
@@ -105,16 +111,6 @@ impl Vfs {
         self.backend.sweep_temporaries()
     }
 
-    /// Multipart upload storage; NotImplemented where the backend has none.
-    pub fn uploads(&self) -> Result<&dyn crate::backend::Uploads> {
-        self.backend.uploads().ok_or_else(|| {
-            BackendError::new(
-                ErrorKind::Unsupported,
-                "Multipart uploads are not supported by this storage backend.",
-            )
-        })
-    }
-
     pub fn bucket_exists(&self, bucket: &str) -> Result<bool> {
         self.backend.bucket_exists(bucket)
     }
@@ -133,6 +129,7 @@ impl Vfs {
 
     /// Size, mtime and metadata, with the ETag filled in.
     pub fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        key::check(key)?;
         let info = self.backend.stat(bucket, key)?;
         self.with_etag(bucket, key, info)
     }
@@ -167,6 +164,7 @@ impl Vfs {
 
     /// Opens an object for reading, with its ETag filled in.
     pub fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        key::check(key)?;
         let mut reader = self.backend.open(bucket, key)?;
         if !self.etag_is_current(&reader.info) {
             let info = std::mem::replace(&mut reader.info, placeholder());
@@ -233,6 +231,7 @@ impl Vfs {
 
     /// Starts a streaming write of `bucket/key`; nothing is visible until [`Vfs::commit`].
     pub fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        key::check(key)?;
         self.backend.create(bucket, key)
     }
 
@@ -243,6 +242,8 @@ impl Vfs {
         src: (&str, &str),
         dst: (&str, &str),
     ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        key::check(src.1)?;
+        key::check(dst.1)?;
         let (info, writer) = self.backend.copy(src, dst)?;
         let info = self.with_etag(src.0, src.1, info)?;
         Ok((info, writer))
@@ -276,6 +277,7 @@ impl Vfs {
     /// Deletes an object (a missing key is fine), then cleans up empty parents unless
     /// `--no-cleanup`.
     pub fn remove(&self, bucket: &str, key: &str) -> Result<()> {
+        key::check(key)?;
         let _guard = self.lock(bucket, key);
         self.backend.remove(bucket, key, self.cleanup)
     }

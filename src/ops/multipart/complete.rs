@@ -5,14 +5,14 @@
 
 use md5::{Digest, Md5};
 
-use super::{upload, upload_alg, upload_kind, uploads, MIN_PART_SIZE};
-use crate::backend::PartInfo;
+use super::{upload, upload_alg, upload_kind, MIN_PART_SIZE};
 use crate::ops::checksum;
 use crate::ops::headers::{self, quote};
 use crate::ops::xml::{self, XmlWriter};
 use crate::ops::{Body, Code, Ctx, Headers, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
+use crate::vfs::PartInfo;
 use crate::vfs::WriteCheck;
 
 /// One `<Part>` of a Complete request.
@@ -200,7 +200,7 @@ pub fn multipart_etag(parts: &[PartInfo]) -> String {
     format!("{}-{}", util::hex(&h.finalize()), parts.len())
 }
 
-fn complete_doc(rq: &Request, etag: &str, meta: &crate::backend::ObjectMeta) -> XmlWriter {
+fn complete_doc(rq: &Request, etag: &str, meta: &crate::vfs::ObjectMeta) -> XmlWriter {
     let mut w = XmlWriter::new();
     w.root("CompleteMultipartUploadResult");
     w.elem("Location", &format!("/{}/{}", rq.bucket, rq.key));
@@ -226,7 +226,7 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     }
     let condition = headers::write_condition(rq.headers)?;
     let alg = upload_alg(&info);
-    let parts = check_parts(&wanted, &uploads(ctx)?.parts(&info.id)?, alg)?;
+    let parts = check_parts(&wanted, &ctx.vfs.parts(&info.id)?, alg)?;
     let etag = multipart_etag(&parts);
     let mut meta = info.meta.clone();
     meta.etag = Some(etag.clone());
@@ -298,7 +298,7 @@ struct Assembly {
     bucket: String,
     key: String,
     parts: Vec<PartInfo>,
-    meta: crate::backend::ObjectMeta,
+    meta: crate::vfs::ObjectMeta,
     mtime: Option<std::time::SystemTime>,
     condition: Option<headers::WriteCondition>,
 }
@@ -306,11 +306,10 @@ struct Assembly {
 impl Assembly {
     fn run(self, vfs: &crate::vfs::Vfs) -> Result<(), S3Error> {
         let resource = format!("/{}/{}", self.bucket, self.key);
-        let store = vfs.uploads()?;
         let mut writer = vfs
             .create(&self.bucket, &self.key)
             .map_err(|e| S3Error::from(e).with_resource(resource.clone()))?;
-        store.assemble(&self.id, &self.parts, writer.as_mut())?;
+        vfs.assemble(&self.id, &self.parts, writer.as_mut())?;
         let check = self
             .condition
             .as_ref()
@@ -324,7 +323,7 @@ impl Assembly {
             check,
         )
         .map_err(|e: S3Error| e.with_resource(resource))?;
-        store.mark_done(&self.id, self.meta.etag.as_deref().unwrap_or_default())?;
+        vfs.finish_upload(&self.id, self.meta.etag.as_deref().unwrap_or_default())?;
         Ok(())
     }
 }

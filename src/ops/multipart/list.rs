@@ -1,12 +1,12 @@
 //! ListParts and ListMultipartUploads, paged at 1000.
 
-use super::{upload, upload_alg, upload_kind, uploads, MAX_PAGE};
-use crate::backend::{PartInfo, UploadInfo};
+use super::{upload, upload_alg, upload_kind, MAX_PAGE};
 use crate::ops::headers::quote;
 use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
+use crate::vfs::{PartInfo, UploadInfo};
 
 fn page_size(rq: &Request, name: &'static str) -> Result<usize, S3Error> {
     match rq.query.get(name) {
@@ -40,7 +40,7 @@ pub fn list_parts(ctx: &Ctx, rq: &mut Request) -> OpResult {
         .get("part-number-marker")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let parts = uploads(ctx)?.parts(&info.id)?;
+    let parts = ctx.vfs.parts(&info.id)?;
     let after: Vec<&PartInfo> = parts.iter().filter(|p| p.number > marker).collect();
     let page = &after[..after.len().min(max)];
     let truncated = after.len() > page.len();
@@ -99,7 +99,7 @@ pub fn list_multipart_uploads(ctx: &Ctx, rq: &mut Request) -> OpResult {
             s.to_string()
         }
     };
-    let mut all = uploads(ctx)?.list(&rq.bucket)?;
+    let mut all = ctx.vfs.uploads_in(&rq.bucket)?;
     all.sort_by(|a, b| {
         (a.key.as_str(), a.initiated, a.id.as_str()).cmp(&(
             b.key.as_str(),

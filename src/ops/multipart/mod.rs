@@ -12,7 +12,6 @@ pub use list::{list_multipart_uploads, list_parts};
 
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::backend::{key, UploadInfo};
 use crate::ops::checksum;
 use crate::ops::copy::parse_copy_source;
 use crate::ops::headers::{self, quote, Precondition, COPY_SOURCE_CONDS};
@@ -21,6 +20,7 @@ use crate::ops::xml::XmlWriter;
 use crate::ops::{Code, Ctx, OpResult, Request, Response, S3Error};
 use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
+use crate::vfs::{key, UploadInfo};
 
 /// S3's part-number range.
 pub const MAX_PART_NUMBER: u32 = 10_000;
@@ -29,15 +29,12 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// ListParts and ListMultipartUploads pages.
 pub const MAX_PAGE: usize = 1000;
 
-fn uploads<'a>(ctx: &Ctx<'a>) -> Result<&'a dyn crate::backend::Uploads, S3Error> {
-    Ok(ctx.vfs.uploads()?)
-}
-
 /// The upload named by `?uploadId=`, which must belong to this bucket and key.
 fn upload(ctx: &Ctx, rq: &Request) -> Result<UploadInfo, S3Error> {
     let id = rq.query.get("uploadId").unwrap_or_default();
-    let info = uploads(ctx)?
-        .info(id)
+    let info = ctx
+        .vfs
+        .upload(id)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
     if info.bucket != rq.bucket || info.key != rq.key {
         return Err(
@@ -88,11 +85,10 @@ pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     ctx.vfs
         .require_bucket(&rq.bucket)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    let store = uploads(ctx)?;
-    if ctx.opts.max_uploads > 0 && store.count() >= ctx.opts.max_uploads {
+    if ctx.opts.max_uploads > 0 && ctx.vfs.upload_count() >= ctx.opts.max_uploads {
         return Err(S3Error::new(Code::SlowDown, "Too many multipart uploads are in progress (--multipart-max-uploads); complete or abort some first."));
     }
-    let id = store.create(&rq.bucket, &rq.key, &meta)?;
+    let id = ctx.vfs.create_upload(&rq.bucket, &rq.key, &meta)?;
     let mut w = XmlWriter::new();
     w.root("InitiateMultipartUploadResult");
     w.elem("Bucket", &rq.bucket);
@@ -160,7 +156,7 @@ fn upload_kind(info: &UploadInfo) -> &str {
 
 /// Commits a part with its MD5 and checksum; answers with both.
 fn commit_part(
-    writer: Box<dyn crate::backend::PartWriter + '_>,
+    writer: Box<dyn crate::vfs::PartWriter + '_>,
     d: &crate::vfs::Digests,
     info: &UploadInfo,
 ) -> Result<(String, Option<(ChecksumAlg, String)>), S3Error> {
@@ -187,7 +183,7 @@ pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
     rq.check_key()?;
     let number = part_number(rq)?;
     let info = upload(ctx, rq)?;
-    let mut writer = uploads(ctx)?.part_writer(&info.id, number, rq.content_length)?;
+    let mut writer = ctx.vfs.part_writer(&info.id, number, rq.content_length)?;
     let sink = Sink::Bytes(&mut writer);
     let digests = receive(ctx, rq, sink, MAX_PUT_SIZE, true, upload_alg(&info))?;
     let (md5, ck) = commit_part(writer, &digests, &info)?;
@@ -254,8 +250,8 @@ pub fn upload_part_copy(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let (offset, len) = copy_range(rq, src.info.size)?;
     src.body
         .seek(SeekFrom::Start(offset))
-        .map_err(|e| S3Error::from(crate::backend::BackendError::from(e)))?;
-    let mut writer = uploads(ctx)?.part_writer(&info.id, number, Some(len))?;
+        .map_err(|e| S3Error::from(crate::vfs::BackendError::from(e)))?;
+    let mut writer = ctx.vfs.part_writer(&info.id, number, Some(len))?;
     let hashes = crate::vfs::Hashes::new(true, false, false).with_checksum(upload_alg(&info));
     let digests = put::stream_body(&mut src.body.take(len), &mut writer, hashes, MAX_PUT_SIZE)?;
     if digests.len != len {
@@ -285,6 +281,6 @@ pub fn abort_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
                 .with_resource(rq.resource()),
         );
     }
-    uploads(ctx)?.abort(&info.id)?;
+    ctx.vfs.abort_upload(&info.id)?;
     Ok(Response::empty(204))
 }

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use super::head::{self, Chunked, Framing, Head, Refusal};
 use super::refuse::spool_refusal;
-use super::{Relay, CONTINUE, HEAD_SLACK, IN_BUF, RELAY_HEADER};
+use super::{Relay, CONTINUE, HEAD_SLACK, IN_BUF};
 use crate::s3::admit::Admission;
+use crate::s3::relayed::Relayed;
 use crate::s3::spool::{SpoolError, SpoolWriter};
 
 pub(super) enum Phase {
@@ -273,15 +274,14 @@ impl Relay<'_> {
         self.leave_stale_inner();
         // The first request on a new connection to tiny_http opens the gate behind it.
         let first = self.inner.stream.is_none();
-        let extra = format!(
-            "{RELAY_HEADER}: {} {} {} {} {} {}",
-            self.shared.token,
-            self.id,
-            u8::from(first),
-            self.req_seq,
-            u8::from(spooled),
-            self.peer
-        );
+        let extra = Relayed {
+            conn: self.id,
+            first,
+            seq: self.req_seq,
+            spooled,
+            peer: self.peer,
+        }
+        .line(&self.shared.token);
         // tiny_http must not frame a spooled body, nor answer `100 Continue` itself.
         let rename: &[&str] = match spooled {
             true => &["content-length", "transfer-encoding", "expect"],

@@ -32,9 +32,6 @@ pub use gate::Gate;
 use inner::{still_open, Inner};
 pub use side::{Plain, Side};
 
-/// The header the relay adds to every request head (and removes when a client sends it).
-pub const RELAY_HEADER: &str = "x-s3serve-relay";
-
 /// Request bytes buffered per connection. A head must fit, with room for the added header.
 const IN_BUF: usize = 256 * 1024;
 /// Room kept free in the request buffer for the header the relay adds.

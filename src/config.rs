@@ -1,8 +1,9 @@
 //! `Config`: everything derived from the command line, checked once at start-up and then
 //! immutable (`cli::Args -> Config`). Errors name the flag they come from.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Args;
@@ -18,6 +19,8 @@ pub enum Storage {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub storage: Storage,
+    /// Warnings about PATH's remote (options it ignores), logged once logging is up.
+    pub storage_notes: Vec<String>,
     pub addrs: Vec<SocketAddr>,
     /// Unix-socket listeners (`unix:///path` or an absolute path). Requests on them skip
     /// authentication, as in rclone: the socket's file permissions are the access control.
@@ -74,6 +77,53 @@ pub struct TlsFiles {
     pub older_than_supported: bool,
 }
 
+/// What PATH names: a local directory, or a remote (see [`crate::cli::remote`]).
+fn storage(
+    path: &str,
+    config: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(Storage, Vec<String>), String> {
+    use crate::cli::remote::{config_path, parse_spec, resolve, ConfigFile};
+    let Some(spec) = parse_spec(path).map_err(|e| format!("PATH: {e}"))? else {
+        return Ok((Storage::Local(PathBuf::from(path)), Vec::new()));
+    };
+    let file = match config_path(config, env) {
+        Some(p) => match std::fs::read_to_string(&p) {
+            Ok(text) => Some(ConfigFile::parse(&text)),
+            // rclone goes on with no remotes when its default file is missing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => None,
+            Err(e) => return Err(format!("--config {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let remote = resolve(&spec, file.as_ref(), env).map_err(|e| format!("PATH: {e}"))?;
+    let notes = remote
+        .options
+        .keys()
+        .map(|option| {
+            format!(
+                "{}: option {option:?} is not supported by s3serve for type {} and is ignored",
+                remote.label, remote.kind
+            )
+        })
+        .collect();
+    match remote.kind.as_str() {
+        "local" => Ok((
+            Storage::Local(PathBuf::from(match remote.path.as_str() {
+                "" => ".",
+                p => p,
+            })),
+            notes,
+        )),
+        "memory" => Ok((Storage::Memory, notes)),
+        kind => Err(format!(
+            "PATH: remote {}: type {kind:?} is not supported; s3serve serves local and memory \
+             remotes",
+            remote.label
+        )),
+    }
+}
+
 /// Workers when `--workers` is not given: requests block on disk, so more than the cores.
 pub const DEFAULT_WORKERS: usize = 16;
 /// Queued requests per worker before the server sheds load.
@@ -81,19 +131,16 @@ pub const QUEUE_PER_WORKER: usize = 8;
 
 impl Config {
     pub fn from_args(a: &Args) -> Result<Config, String> {
+        Config::from_args_env(a, &std::env::vars().collect())
+    }
+
+    /// As [`Config::from_args`], with the environment that names remotes given.
+    pub fn from_args_env(a: &Args, env: &HashMap<String, String>) -> Result<Config, String> {
         let path = a
             .path
             .as_deref()
             .ok_or("PATH: missing; usage: s3serve [FLAGS] PATH (see --help)")?;
-        let storage = match path {
-            ":memory:" => Storage::Memory,
-            p if p.contains(':') && !p.starts_with('/') && !p.starts_with('.') => {
-                return Err(format!(
-                    "PATH: remote {p:?}: only local directories and :memory: are supported yet"
-                ))
-            }
-            p => Storage::Local(PathBuf::from(p)),
-        };
+        let (storage, storage_notes) = storage(path, a.config.as_deref(), env)?;
         let tls = tls_files(a)?;
         let mut addrs = Vec::new();
         let mut plain_addrs = Vec::new();
@@ -120,6 +167,7 @@ impl Config {
         let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
         Ok(Config {
             storage,
+            storage_notes,
             addrs,
             unix_sockets,
             auth_keys: a.auth_keys.clone(),
@@ -164,6 +212,7 @@ impl Config {
     pub fn for_tests(storage: Storage) -> Config {
         Config {
             storage,
+            storage_notes: Vec::new(),
             addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             unix_sockets: Vec::new(),
             auth_keys: Vec::new(),
@@ -380,7 +429,8 @@ mod tests {
         assert!(Config::from_args(&args(&["--addr", "nope:x", "d"]))
             .unwrap_err()
             .starts_with("--addr"));
-        assert!(Config::from_args(&args(&["remote:bucket"]))
+        let no_config = HashMap::from([("RCLONE_CONFIG".to_string(), String::new())]);
+        assert!(Config::from_args_env(&args(&["remote:bucket"]), &no_config)
             .unwrap_err()
             .contains("remote"));
         assert_eq!(
@@ -402,5 +452,54 @@ mod tests {
                 .unwrap()
                 .cleanup
         );
+    }
+
+    #[test]
+    fn path_names_remotes_as_rclone_does() {
+        let dir = std::env::temp_dir().join(format!("s3serve-remotes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("rclone.conf");
+        std::fs::write(
+            &conf,
+            "[disk]\ntype = local\ncopy_links = true\n\n[cloud]\ntype = drive\n",
+        )
+        .unwrap();
+        let conf_flag = format!("--config={}", conf.display());
+        let env = HashMap::from([("HOME".to_string(), dir.display().to_string())]);
+        let storage = |path: &str| {
+            Config::from_args_env(&args(&[&conf_flag, path]), &env)
+                .map(|c| (c.storage, c.storage_notes))
+        };
+        let (s, notes) = storage("disk:/srv/data").unwrap();
+        assert_eq!(s, Storage::Local("/srv/data".into()));
+        assert!(notes[0].contains("copy_links"), "{notes:?}");
+        assert_eq!(
+            storage(":local:rel").unwrap().0,
+            Storage::Local("rel".into())
+        );
+        assert_eq!(
+            storage("./has:colon").unwrap().0,
+            Storage::Local("./has:colon".into())
+        );
+        assert_eq!(storage(":memory:").unwrap().0, Storage::Memory);
+        let e = storage("missing:").unwrap_err();
+        assert!(e.starts_with("PATH") && e.contains("\"missing\""), "{e}");
+        let e = storage("cloud:").unwrap_err();
+        assert!(e.contains("cloud") && e.contains("\"drive\""), "{e}");
+        // A remote set in the environment alone; with no config file at the default place.
+        let env = HashMap::from([
+            ("HOME".to_string(), dir.join("nohome").display().to_string()),
+            (
+                "RCLONE_CONFIG_ENVDISK_TYPE".to_string(),
+                "local".to_string(),
+            ),
+        ]);
+        let c = Config::from_args_env(&args(&["envdisk:/x"]), &env).unwrap();
+        assert_eq!(c.storage, Storage::Local("/x".into()));
+        // An explicit --config that cannot be read is an error naming it.
+        let e = Config::from_args_env(&args(&["--config=/nonexistent/r.conf", "disk:"]), &env)
+            .unwrap_err();
+        assert!(e.starts_with("--config"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

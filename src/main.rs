@@ -65,6 +65,9 @@ fn announce_environment(args: &cli::Args) {
 }
 
 fn announce(config: &Config, listening: &[String]) {
+    for note in &config.storage_notes {
+        log::warn!("{note}");
+    }
     match &config.storage {
         Storage::Local(p) => log::warn!(
             "serving {}",

@@ -2,7 +2,9 @@
 
 import os
 import stat
+import subprocess
 
+import pytest
 import requests
 
 from conftest import AK, AK2, SK, SK2, expect_error, make_client, unique_bucket_name
@@ -143,3 +145,42 @@ def test_rclone_variables_and_the_command_line(start_server):
     assert etag == '"a9993e364706816aba3e25717850c26c9cd0d89d"'  # SHA-1 of abc
     ro = start_server(env={"RCLONE_READ_ONLY": "true"})
     expect_error(403, "AccessDenied", ro.client().create_bucket, Bucket=unique_bucket_name("ro"))
+
+
+def test_a_remote_from_the_config_file_is_served(start_server, tmp_path):
+    """`name:path` names a remote of the rclone config file, as in rclone serve s3."""
+    data = tmp_path / "disk"
+    data.mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text("[disk]\ntype = local\n")
+    srv = start_server("--config", str(conf), data_dir=f"disk:{data}")
+    c = srv.client()
+    c.create_bucket(Bucket="remote-bkt")
+    c.put_object(Bucket="remote-bkt", Key="k", Body=b"through the remote")
+    assert (data / "remote-bkt" / "k").read_bytes() == b"through the remote"
+
+
+def test_a_remote_set_in_the_environment_is_served(start_server, tmp_path):
+    data = tmp_path / "envdisk"
+    data.mkdir()
+    srv = start_server(data_dir=f"envdisk:{data}",
+                       env={"RCLONE_CONFIG_ENVDISK_TYPE": "local", "RCLONE_CONFIG": ""})
+    c = srv.client()
+    c.create_bucket(Bucket="env-bkt")
+    assert (data / "env-bkt").is_dir()
+
+
+@pytest.mark.parametrize("path, words", [
+    ("nosuch:bucket", ["nosuch", "not in the config file"]),
+    ("a*b:x", ["name may hold only"]),
+    (":s3,endpoint='unterminated:", ["quoted"]),
+])
+def test_a_remote_that_cannot_be_served_stops_the_start(tmp_path, path, words):
+    from conftest import S3SERVE_BIN
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    env["RCLONE_CONFIG"] = ""  # no config file: only connection strings and variables
+    p = subprocess.run([S3SERVE_BIN, path], capture_output=True, text=True, timeout=20, env=env)
+    assert p.returncode == 2, p
+    assert "panicked" not in p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr

@@ -58,10 +58,15 @@ where
 }
 
 /// `RCLONE_READ_ONLY` → `READ_ONLY`. `None` for the remotes' own settings
-/// (`RCLONE_CONFIG_<REMOTE>_<OPTION>`, `RCLONE_CONFIG_PASS`), which are not flags.
+/// (`RCLONE_CONFIG_<REMOTE>_<OPTION>`, `RCLONE_CONFIG_PASS`) and the backends' options
+/// (`RCLONE_S3_<OPTION>`, `RCLONE_LOCAL_<OPTION>`), which are not flags: the remote takes
+/// them (see [`super::remote`]).
 fn flag_name(var: &str) -> Option<&str> {
-    var.strip_prefix(PREFIX)
-        .filter(|rest| !rest.starts_with("CONFIG_"))
+    var.strip_prefix(PREFIX).filter(|rest| {
+        !["CONFIG_", "S3_", "LOCAL_"]
+            .iter()
+            .any(|p| rest.starts_with(p))
+    })
 }
 
 /// Sets one flag from its variable; `Ok(false)` when s3serve has no such flag.

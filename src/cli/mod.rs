@@ -15,6 +15,7 @@ use std::time::Duration;
 use lexopt::{Arg, Parser};
 
 mod env;
+pub mod remote;
 mod values;
 pub use values::{parse_duration, parse_file_mode, parse_size};
 
@@ -56,6 +57,9 @@ supported yet.
 Usage:
   s3serve [FLAGS] PATH
 
+PATH is a local directory, :memory:, or a remote as rclone names one: name:path
+from the config file, or a connection string (:local:/srv/data).
+
 Every flag can also be set as RCLONE_<FLAG> in the environment (upper case,
 `-` as `_`); the command line wins. Repeatable flags take a CSV list there:
 RCLONE_AUTH_KEY='\"id1,secret1\",\"id2,secret2\"'.
@@ -67,6 +71,7 @@ Flags:
       --baseurl string        Prefix for URLs - leave blank for root
       --cert string           TLS PEM key (concatenation of certificate and CA certificate)
       --client-ca string      Client certificate authority to verify clients with
+      --config string         Config file naming remotes (default \"$HOME/.config/rclone/rclone.conf\")
       --dir-cache-time Duration  Time to cache directory entries for (default 5m0s)
       --dir-perms FileMode    Directory permissions (default 777)
       --etag-hash string      Which hash to use for the ETag: MD5, SHA1, SHA256, auto, or blank for off (default \"MD5\")
@@ -124,6 +129,8 @@ pub struct Args {
     /// `DEBUG`, `INFO`, `NOTICE` or `ERROR`.
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
+    /// `--config`: the rclone config file that names remotes (`""`: none).
+    pub config: Option<PathBuf>,
     pub workers: Option<usize>,
     pub multipart_expiry: Duration,
     pub multipart_max_uploads: usize,
@@ -173,6 +180,7 @@ impl Default for Args {
             quiet: false,
             log_level: None,
             log_file: None,
+            config: None,
             workers: None,
             multipart_expiry: Duration::from_secs(86_400),
             dir_cache_time: Duration::from_secs(300),
@@ -292,6 +300,7 @@ impl Args {
             "--quiet" => self.quiet = switch(p, flag)?,
             "--log-level" => self.log_level = Some(typed(p, flag, parse_log_level)?),
             "--log-file" => self.log_file = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--config" => self.config = Some(PathBuf::from(raw_value(p, flag)?)),
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
             "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
             "--dir-cache-time" => self.dir_cache_time = typed(p, flag, parse_duration)?,

@@ -9,6 +9,7 @@ pub mod logger;
 pub mod ops;
 pub mod s3;
 pub mod server;
+pub mod sigv4;
 pub mod temps;
 pub mod util;
 pub mod vfs;

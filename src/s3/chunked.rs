@@ -20,7 +20,7 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 pub const MAX_TRAILER: usize = 16 * 1024;
 /// Largest chunk a client may announce.
 pub const MAX_CHUNK: u64 = 1 << 32;
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+use crate::sigv4::EMPTY_SHA256;
 
 pub use crate::ops::Trailers;
 

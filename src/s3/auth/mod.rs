@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime};
 use crate::ops::{Code, Headers, S3Error};
 use crate::util;
 
+pub use crate::sigv4::{canonical_query, hmac, signing_key, verify_mac};
 pub use v2::verify_policy as verify_policy_v2;
-pub use v4::{canonical_query, hmac, signing_key, verify_mac};
 
 /// Requests may be at most this far from the server clock.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 /// Presigned URLs live at most seven days.
 pub const MAX_PRESIGN_EXPIRES: u64 = 604_800;
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+use crate::sigv4::EMPTY_SHA256;
 
 /// Access key id to secret.
 #[derive(Clone, Default)]

@@ -13,3 +13,4 @@ pub mod sigv4;
 pub mod temps;
 pub mod util;
 pub mod vfs;
+pub mod xml;

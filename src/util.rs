@@ -177,6 +177,37 @@ impl std::fmt::Display for Iso8601 {
     }
 }
 
+/// Parses the XML timestamp form `2009-10-12T17:50:30.000Z` (the fraction is optional).
+pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let basic = format!(
+        "{}{}{}T{}{}{}Z",
+        s.get(0..4)?,
+        s.get(5..7)?,
+        s.get(8..10)?,
+        s.get(11..13)?,
+        s.get(14..16)?,
+        s.get(17..19)?
+    );
+    let whole = parse_amz_date(&basic)?;
+    let millis = match s.get(19..)? {
+        "Z" => 0,
+        frac => {
+            let digits = frac.strip_prefix('.')?.strip_suffix('Z')?;
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            format!("{:0<3}", &digits[..digits.len().min(3)])
+                .parse()
+                .ok()?
+        }
+    };
+    Some(whole + Duration::from_millis(millis))
+}
+
 /// `20130524T000000Z`, the SigV4 basic form.
 pub fn amz_date(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s, _) = split_time(t);
@@ -281,5 +312,17 @@ mod tests {
         assert_eq!(parse_amz_date("2009-10-12T17:50:30Z"), None);
         assert_eq!(http_date(t), "Mon, 12 Oct 2009 17:50:30 GMT");
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+    }
+
+    #[test]
+    fn iso8601_reads_back() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_368_000_123_456);
+        assert_eq!(parse_iso8601(&iso8601(t)), Some(t));
+        assert_eq!(
+            parse_iso8601("2013-05-08T08:02:03Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_368_000_123))
+        );
+        assert_eq!(parse_iso8601("2013-05-08 08:02:03Z"), None);
+        assert_eq!(parse_iso8601("2013-05-08T08:02:03.Z"), None);
     }
 }

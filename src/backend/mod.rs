@@ -8,6 +8,7 @@ pub mod local;
 pub mod memory;
 pub mod meta;
 pub mod uploads;
+pub mod upstream;
 pub mod watch;
 
 use std::io::{self, Read, Seek, Write};
@@ -32,6 +33,9 @@ pub enum ErrorKind {
     KeyTooLong,
     ReadOnly,
     Unsupported,
+    /// The storage cannot be reached or failed for now (an upstream that is down, times
+    /// out or answers 5xx): the request may succeed later.
+    Unavailable,
     Io,
 }
 

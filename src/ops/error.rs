@@ -157,6 +157,7 @@ impl From<BackendError> for S3Error {
             ErrorKind::KeyTooLong => Code::KeyTooLongError,
             ErrorKind::ReadOnly => Code::AccessDenied,
             ErrorKind::Unsupported => Code::NotImplemented,
+            ErrorKind::Unavailable => Code::SlowDown,
             ErrorKind::Io => Code::InternalError,
         };
         if code == Code::InternalError {

@@ -3,7 +3,6 @@
 //! quick-xml events by [`parse_elements`], which rejects oversized bodies before parsing and
 //! ignores elements it does not know (newer SDKs add fields).
 
-use quick_xml::events::Event;
 use std::io::Read;
 
 use crate::ops::error::{Code, S3Error};
@@ -136,68 +135,12 @@ pub fn malformed(msg: &str) -> S3Error {
     )
 }
 
-/// One element with text content, with the path of element names leading to it.
-#[derive(Debug, PartialEq)]
-pub struct Leaf {
-    pub path: Vec<String>,
-    pub text: String,
-}
+pub use crate::xml::Leaf;
 
-/// Flattens a document into its text leaves, in order. Namespaces prefixes are dropped.
-/// Entity and character references (`&#13;`) are unescaped.
+/// Flattens a document into its text leaves (see [`crate::xml::leaves`]); a document that
+/// cannot be read is MalformedXML.
 pub fn parse_elements(xml: &[u8]) -> Result<Vec<Leaf>, S3Error> {
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut path: Vec<String> = Vec::new();
-    let mut leaves = Vec::new();
-    let mut text = String::new();
-    let mut buf = Vec::new();
-    loop {
-        match reader.read_event_into(&mut buf) {
-            Ok(Event::Start(e)) => {
-                path.push(local_name(e.name().as_ref()));
-                text.clear();
-            }
-            Ok(Event::Text(t)) => {
-                let s = t.unescape().map_err(|e| malformed(&e.to_string()))?;
-                text.push_str(&s);
-            }
-            Ok(Event::CData(t)) => text.push_str(&String::from_utf8_lossy(&t)),
-            Ok(Event::End(_)) => {
-                if path.is_empty() {
-                    return Err(malformed("unbalanced end tag"));
-                }
-                leaves.push(Leaf {
-                    path: path.clone(),
-                    text: std::mem::take(&mut text),
-                });
-                path.pop();
-            }
-            Ok(Event::Empty(e)) => {
-                let mut p = path.clone();
-                p.push(local_name(e.name().as_ref()));
-                leaves.push(Leaf {
-                    path: p,
-                    text: String::new(),
-                });
-            }
-            Ok(Event::Eof) => break,
-            Ok(_) => {}
-            Err(e) => return Err(malformed(&e.to_string())),
-        }
-        buf.clear();
-    }
-    if !path.is_empty() || leaves.is_empty() {
-        return Err(malformed("incomplete document"));
-    }
-    Ok(leaves)
-}
-
-fn local_name(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    match s.rsplit_once(':') {
-        Some((_, local)) => local.to_string(),
-        None => s.into_owned(),
-    }
+    crate::xml::leaves(xml).map_err(|e| malformed(&e))
 }
 
 #[cfg(test)]

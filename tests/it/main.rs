@@ -13,3 +13,4 @@ mod list;
 mod multipart;
 mod objects;
 mod safety;
+mod upstream;

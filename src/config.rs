@@ -14,6 +14,28 @@ use crate::vfs::EtagAlg;
 pub enum Storage {
     Local(PathBuf),
     Memory,
+    /// An S3 store (a remote of type `s3`).
+    Upstream(UpstreamConfig),
+}
+
+/// An S3 upstream as its remote's options describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// How messages name it: the remote's name or `:s3`.
+    pub label: String,
+    /// `http(s)://host[:port]`.
+    pub endpoint: String,
+    pub path_style: bool,
+    pub region: String,
+    /// Access key and secret; `None` for anonymous access.
+    pub keys: Option<(String, String)>,
+    pub session_token: Option<String>,
+    /// What follows the remote's `:`: `""`, `bucket` or `bucket/prefix`.
+    pub path: String,
+    pub low_level_retries: u32,
+    /// `--vfs-read-chunk-size` and its limit (0: none).
+    pub read_chunk: u64,
+    pub read_chunk_limit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +119,11 @@ fn storage(
         None => None,
     };
     let remote = resolve(&spec, file.as_ref(), env).map_err(|e| format!("PATH: {e}"))?;
+    let mut remote = remote;
+    let upstream = match remote.kind.as_str() {
+        "s3" => Some(s3_upstream(&mut remote, env)?),
+        _ => None,
+    };
     let notes = remote
         .options
         .keys()
@@ -116,12 +143,93 @@ fn storage(
             notes,
         )),
         "memory" => Ok((Storage::Memory, notes)),
+        "s3" => Ok((Storage::Upstream(upstream.expect("built above")), notes)),
         kind => Err(format!(
             "PATH: remote {}: type {kind:?} is not supported; s3serve serves local and memory \
              remotes",
             remote.label
         )),
     }
+}
+
+/// The options of an `s3` remote, taken out of `remote` as they are used (what is left is
+/// reported as ignored).
+fn s3_upstream(
+    remote: &mut crate::cli::remote::Remote,
+    env: &HashMap<String, String>,
+) -> Result<UpstreamConfig, String> {
+    let label = remote.label.clone();
+    let mut take = |name: &str| remote.options.remove(name).filter(|v| !v.is_empty());
+    let flag = |v: Option<String>, default: bool| -> Result<bool, String> {
+        match v.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(format!(
+                "PATH: remote {label}: {other:?} is not true or false"
+            )),
+        }
+    };
+    let provider = take("provider").unwrap_or_default();
+    let region = take("region").unwrap_or_else(|| "us-east-1".into());
+    let env_auth = flag(take("env_auth"), false)?;
+    let path_style = flag(take("force_path_style"), true)?;
+    // rclone accepts these and so do we; they change nothing here (no bucket is checked
+    // or created before an upload).
+    take("no_check_bucket");
+    let mut keys = match (take("access_key_id"), take("secret_access_key")) {
+        (Some(a), Some(s)) => Some((a, s)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(format!(
+                "PATH: remote {label}: access_key_id is set but secret_access_key is not"
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(format!(
+                "PATH: remote {label}: secret_access_key is set but access_key_id is not"
+            ))
+        }
+    };
+    let mut session_token = take("session_token");
+    if env_auth && keys.is_none() {
+        let var = |n: &str| env.get(n).filter(|v| !v.is_empty()).cloned();
+        let id = var("AWS_ACCESS_KEY_ID").or_else(|| var("AWS_ACCESS_KEY"));
+        let secret = var("AWS_SECRET_ACCESS_KEY").or_else(|| var("AWS_SECRET_KEY"));
+        keys = id.zip(secret);
+        session_token = session_token.or_else(|| var("AWS_SESSION_TOKEN"));
+        if keys.is_none() {
+            return Err(format!(
+                "PATH: remote {label}: env_auth is set but AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY are not"
+            ));
+        }
+    }
+    let endpoint = match take("endpoint") {
+        Some(e) => e,
+        None if provider.is_empty() || provider.eq_ignore_ascii_case("AWS") => {
+            format!("https://s3.{region}.amazonaws.com")
+        }
+        None => {
+            return Err(format!(
+                "PATH: remote {label}: provider {provider:?} needs an endpoint"
+            ))
+        }
+    };
+    crate::backend::upstream::client::Endpoint::parse(&endpoint, path_style)
+        .map_err(|e| format!("PATH: remote {label}: {e}"))?;
+    Ok(UpstreamConfig {
+        label,
+        endpoint,
+        path_style,
+        region,
+        keys,
+        session_token,
+        path: remote.path.clone(),
+        low_level_retries: 10,
+        read_chunk: 128 << 20,
+        read_chunk_limit: 0,
+    })
 }
 
 /// Workers when `--workers` is not given: requests block on disk, so more than the cores.
@@ -140,7 +248,12 @@ impl Config {
             .path
             .as_deref()
             .ok_or("PATH: missing; usage: s3serve [FLAGS] PATH (see --help)")?;
-        let (storage, storage_notes) = storage(path, a.config.as_deref(), env)?;
+        let (mut storage, storage_notes) = storage(path, a.config.as_deref(), env)?;
+        if let Storage::Upstream(u) = &mut storage {
+            u.low_level_retries = a.low_level_retries;
+            u.read_chunk = a.vfs_read_chunk_size;
+            u.read_chunk_limit = a.vfs_read_chunk_size_limit.unwrap_or(0);
+        }
         let tls = tls_files(a)?;
         let mut addrs = Vec::new();
         let mut plain_addrs = Vec::new();

@@ -74,6 +74,7 @@ fn announce(config: &Config, listening: &[String]) {
             std::fs::canonicalize(p).unwrap_or(p.clone()).display()
         ),
         Storage::Memory => log::warn!("serving an in-memory store (contents are lost on exit)"),
+        Storage::Upstream(u) => log::warn!("serving {}:{} at {}", u.label, u.path, u.endpoint),
     }
     if config.auth_keys.is_empty() {
         log::warn!(

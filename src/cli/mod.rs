@@ -35,7 +35,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "vfs-cache-max-size", "vfs-cache-min-free-space", "vfs-cache-mode",
     "vfs-cache-poll-interval", "vfs-case-insensitive", "vfs-disk-space-total-size",
     "vfs-fast-fingerprint", "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
-    "vfs-read-ahead", "vfs-read-chunk-size", "vfs-read-chunk-size-limit",
+    "vfs-read-ahead",
     "vfs-read-chunk-streams", "vfs-read-wait", "vfs-refresh", "vfs-used-is-size",
     "vfs-write-back", "vfs-write-wait",
     // The filter group.
@@ -81,6 +81,7 @@ Flags:
       --idle-timeout Duration Close connections idle, or stalled mid-request, for this long (default 2m0s)
       --key string            TLS PEM Private key
       --log-file string       Log everything to this file (default standard error)
+      --low-level-retries int Number of low level retries to do to an S3 upstream (default 10)
       --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
       --max-connections int   Maximum number of open client connections, 0 for automatic (default 0)
       --max-header-bytes int  Maximum size of request header, plus 4 KiB as in rclone (default 4096)
@@ -97,6 +98,8 @@ Flags:
       --umask FileMode        Override the permission bits set by the filesystem (default 022)
   -v, --verbose count         Print lots more stuff (repeat for more)
   -V, --version               Print the version number and exit
+      --vfs-read-chunk-size SizeSuffix  Read from an S3 upstream in chunks of this size (default 128Mi)
+      --vfs-read-chunk-size-limit SizeSuffix  Double the chunk size after each chunk up to this (default off)
       --vhost-domain string   Base domain of virtual-hosted-style requests (bucket.DOMAIN), with --force-path-style=false
       --workers int           Number of threads serving requests (default automatic)
 ";
@@ -134,6 +137,11 @@ pub struct Args {
     pub workers: Option<usize>,
     pub multipart_expiry: Duration,
     pub multipart_max_uploads: usize,
+    /// `--low-level-retries`: retries of an upstream request that can be sent again.
+    pub low_level_retries: u32,
+    /// `--vfs-read-chunk-size` and `--vfs-read-chunk-size-limit` (`None`: off).
+    pub vfs_read_chunk_size: u64,
+    pub vfs_read_chunk_size_limit: Option<u64>,
     pub dir_cache_time: Duration,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -185,6 +193,9 @@ impl Default for Args {
             multipart_expiry: Duration::from_secs(86_400),
             dir_cache_time: Duration::from_secs(300),
             multipart_max_uploads: 1000,
+            low_level_retries: 10,
+            vfs_read_chunk_size: 128 << 20,
+            vfs_read_chunk_size_limit: None,
             cert: None,
             key: None,
             client_ca: None,
@@ -304,6 +315,18 @@ impl Args {
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
             "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
             "--dir-cache-time" => self.dir_cache_time = typed(p, flag, parse_duration)?,
+            "--low-level-retries" => {
+                self.low_level_retries = typed(p, flag, |s| {
+                    s.parse::<u32>()
+                        .map_err(|_| format!("expected a number, got {s:?}"))
+                })?
+            }
+            "--vfs-read-chunk-size" => {
+                self.vfs_read_chunk_size = typed(p, flag, parse_size)?.unwrap_or(0)
+            }
+            "--vfs-read-chunk-size-limit" => {
+                self.vfs_read_chunk_size_limit = typed(p, flag, parse_size)?
+            }
             "--multipart-max-uploads" => {
                 self.multipart_max_uploads = typed(p, flag, |s| {
                     s.parse::<usize>()

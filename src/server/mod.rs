@@ -11,6 +11,7 @@ pub mod listen;
 pub mod relay;
 pub mod tls;
 
+use crate::backend::upstream::{Chunks, Upstream};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
                 LocalBackend::open(root, perms).map_err(|e| format!("{}: {e}", root.display()))?;
             Box::new(local)
         }
+        Storage::Upstream(u) => Box::new(upstream_backend(u)?),
     };
     let vfs = Arc::new(Vfs::new(
         backend,
@@ -152,6 +154,34 @@ pub fn build_app(config: &Config) -> Result<App, String> {
     })
 }
 
+/// An S3 upstream as a backend.
+fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, String> {
+    use crate::backend::upstream::client::{Client, Endpoint};
+    use crate::backend::upstream::http::Http;
+    let fail = |e: String| format!("remote {}: {e}", u.label);
+    let http = Http::new(u.low_level_retries, UPSTREAM_TIMEOUT).map_err(|e| fail(e.message))?;
+    let endpoint = Endpoint::parse(&u.endpoint, u.path_style).map_err(fail)?;
+    let signer = u.keys.as_ref().map(|(id, secret)| crate::sigv4::Signer {
+        access_key: id.clone(),
+        secret: secret.clone(),
+        region: u.region.clone(),
+        session_token: u.session_token.clone(),
+    });
+    let chunks = Chunks {
+        first: u.read_chunk,
+        limit: u.read_chunk_limit,
+    };
+    Ok(Upstream::new(
+        Client::new(http, endpoint, signer),
+        &u.path,
+        chunks,
+        std::env::temp_dir(),
+    ))
+}
+
+/// How long an upstream may keep a request waiting for the next bytes.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Body bytes all relays together may hold in memory; past this, bodies are spooled.
 const HELD_BODIES: usize = 16 << 20;
 
@@ -160,7 +190,7 @@ const HELD_BODIES: usize = 16 << 20;
 fn spool_dir(config: &Config) -> Result<s3::spool::SpoolDir, String> {
     let path = match &config.storage {
         Storage::Local(root) => root.join(crate::backend::key::HIDDEN_PREFIX).join("spool"),
-        Storage::Memory => std::env::temp_dir(),
+        Storage::Memory | Storage::Upstream(_) => std::env::temp_dir(),
     };
     s3::spool::SpoolDir::open(&path, config.file_perms)
         .map_err(|e| format!("{}: {e}", path.display()))

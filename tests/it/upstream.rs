@@ -132,3 +132,95 @@ fn refusals_and_an_unreachable_upstream_are_told_apart_from_missing_objects() {
         ErrorKind::Unavailable
     );
 }
+
+/// A gateway over the S3 server at `up`, serving `path` of it.
+fn gateway(up: std::net::SocketAddr, path: &str) -> crate::harness::TestServer {
+    use s3serve::config::{Config, Storage, UpstreamConfig};
+    let c = Config::for_tests(Storage::Upstream(UpstreamConfig {
+        label: "up".into(),
+        endpoint: format!("http://{up}"),
+        path_style: true,
+        region: "us-east-1".into(),
+        keys: Some((AK.into(), SK.into())),
+        session_token: None,
+        path: path.into(),
+        low_level_retries: 2,
+        // Small chunks, so that a read takes several ranged requests.
+        read_chunk: 100_000,
+        read_chunk_limit: 400_000,
+    }));
+    start(c)
+}
+
+#[test]
+fn a_gateway_serves_the_upstreams_buckets() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    let g = gateway(up.addr, "");
+    g.create_bucket("gwb");
+    assert!(dir.0.join("gwb").is_dir());
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let r = g.put_with(
+        "gwb",
+        "d/obj",
+        &data,
+        &[("content-type", "image/png"), ("x-amz-meta-who", "me")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(std::fs::read(dir.0.join("gwb/d/obj")).unwrap(), data);
+    let r = g.get("gwb", "d/obj", &[]);
+    assert_eq!((r.status, r.body.len()), (200, data.len()));
+    assert!(r.body == data);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(r.header("x-amz-meta-who"), Some("me"));
+    assert_eq!(
+        r.header("etag").unwrap(),
+        format!("\"{}\"", crate::harness::md5_hex(&data))
+    );
+    let r = g.get("gwb", "d/obj", &[("range", "bytes=1234567-1234599")]);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (206, &data[1_234_567..1_234_600])
+    );
+    let r = g.raw("GET", "/gwb?list-type=2&delimiter=%2F", &[], b"");
+    assert!(r.text().contains("<Prefix>d/</Prefix>"), "{}", r.text());
+    let r = g.raw("GET", "/gwb?list-type=2", &[], b"");
+    assert!(r.text().contains("<Key>d/obj</Key>"), "{}", r.text());
+    assert_eq!(g.delete("gwb", "d/obj").status, 204);
+    assert!(!dir.0.join("gwb/d/obj").exists());
+    assert_eq!(g.get("gwb", "d/obj", &[]).code(), "NoSuchKey");
+}
+
+#[test]
+fn a_gateway_below_a_bucket_serves_its_folders_as_buckets() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("base");
+    let g = gateway(up.addr, "base/pre");
+    g.create_bucket("inner");
+    assert_eq!(g.put("inner", "k.txt", b"inside").status, 200);
+    assert_eq!(
+        std::fs::read(dir.0.join("base/pre/inner/k.txt")).unwrap(),
+        b"inside"
+    );
+    assert_eq!(g.get("inner", "k.txt", &[]).body, b"inside");
+    let r = g.raw("GET", "/", &[], b"");
+    assert!(r.text().contains("<Name>inner</Name>"), "{}", r.text());
+}
+
+#[test]
+fn a_gateway_whose_upstream_is_down_answers_503_not_404() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let g = gateway(addr, "");
+    let r = g.get("gwb", "k", &[]);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "SlowDown"),
+        "{}",
+        r.text()
+    );
+    let r = g.head("gwb", "k");
+    assert_eq!(r.status, 503);
+}

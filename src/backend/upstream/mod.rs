@@ -1,5 +1,8 @@
-//! The upstream-S3 backend's foundations: HTTP to an S3 store over our own TLS ([`http`]),
-//! and the signed S3 calls it makes ([`client`]).
+//! The upstream-S3 backend: an S3 store served as ours ([`Upstream`]), through the signed
+//! S3 calls it makes ([`client`]) over HTTP with our own TLS ([`http`]).
 
 pub mod client;
 pub mod http;
+mod store;
+
+pub use store::{Chunks, Upstream};

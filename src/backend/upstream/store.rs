@@ -1,0 +1,509 @@
+//! An S3 store as a backend. Served at its root (`remote:`), its buckets are ours; served
+//! below a bucket (`remote:bucket/prefix`), the folders there are our buckets, as in rclone.
+//! Reads stream in ranged chunks that double in size, each pinned to the object's ETag with
+//! `If-Match`, so a read never mixes two versions. A write collects its bytes in a spool
+//! file (a spooled PUT body is adopted without a copy) and is sent with its length on
+//! commit, so nothing is visible upstream before then, and nothing is held in memory.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::client::{Client, Head};
+use super::http::{Answer, Payload};
+use crate::backend::{
+    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
+    ObjectWriter, Result,
+};
+
+/// ListObjectsV2 page size.
+const PAGE: usize = 1000;
+
+/// How reads are chunked: `--vfs-read-chunk-size` (0: the whole rest in one request),
+/// doubling after each chunk up to `--vfs-read-chunk-size-limit` (0: no limit).
+#[derive(Debug, Clone, Copy)]
+pub struct Chunks {
+    pub first: u64,
+    pub limit: u64,
+}
+
+pub struct Upstream {
+    client: Arc<Client>,
+    /// The upstream bucket and key prefix (ending in `/`) our buckets live under, when
+    /// served below a bucket.
+    root: Option<(String, String)>,
+    chunks: Chunks,
+    /// Where writes collect their bytes before they are sent.
+    scratch: PathBuf,
+}
+
+impl Upstream {
+    /// `path`: what followed the remote's `:` (`""`, `bucket` or `bucket/prefix`).
+    pub fn new(client: Client, path: &str, chunks: Chunks, scratch: PathBuf) -> Upstream {
+        let path = path.trim_matches('/');
+        let root = (!path.is_empty()).then(|| match path.split_once('/') {
+            Some((b, p)) => (b.to_string(), format!("{}/", p.trim_end_matches('/'))),
+            None => (path.to_string(), String::new()),
+        });
+        Upstream {
+            client: Arc::new(client),
+            root,
+            chunks,
+            scratch,
+        }
+    }
+
+    /// Our `bucket`/`key` as the upstream's bucket and key.
+    fn place(&self, bucket: &str, key: &str) -> (String, String) {
+        match &self.root {
+            None => (bucket.to_string(), key.to_string()),
+            Some((b, prefix)) => (b.clone(), format!("{prefix}{bucket}/{key}")),
+        }
+    }
+
+    /// Every page of a listing, as (objects, prefixes) with `prefix` taken off.
+    fn list_all(&self, bucket: &str, prefix: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list(bucket, prefix, Some("/"), token.as_deref(), PAGE)?;
+            objects.extend(
+                page.objects
+                    .into_iter()
+                    .filter_map(|o| o.key.strip_prefix(prefix).map(str::to_string)),
+            );
+            prefixes.extend(
+                page.prefixes
+                    .into_iter()
+                    .filter_map(|p| p.strip_prefix(prefix).map(str::to_string)),
+            );
+            token = page.next;
+            if token.is_none() {
+                return Ok((objects, prefixes));
+            }
+        }
+    }
+}
+
+fn info_of(head: &Head) -> ObjectInfo {
+    let mut meta = ObjectMeta::default();
+    let mut mtime = head.mtime;
+    for (n, v) in &head.headers {
+        match n.strip_prefix("x-amz-meta-") {
+            Some(user) => {
+                if user == "mtime" {
+                    if let Some(t) = float_seconds(v) {
+                        mtime = t;
+                    }
+                }
+                meta.user.push((user.to_string(), v.clone()));
+            }
+            None => meta.headers.push((n.clone(), v.clone())),
+        }
+    }
+    if let Some(etag) = &head.etag {
+        let etag = etag.trim_matches('"').to_string();
+        // A plain MD5, as S3 gives for single-part objects; anything else is kept as given.
+        let md5 = etag.len() == 32 && etag.bytes().all(|c| c.is_ascii_hexdigit());
+        meta.etag_alg = if md5 { "MD5" } else { "MULTIPART" }.to_string();
+        meta.etag = Some(etag);
+    }
+    ObjectInfo {
+        size: head.size,
+        mtime,
+        meta: Some(meta),
+    }
+}
+
+/// rclone's `x-amz-meta-mtime`: seconds since the epoch, with a fraction.
+fn float_seconds(v: &str) -> Option<SystemTime> {
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && (0.0..=1e11).contains(&secs))
+        .then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+/// The headers a PUT stores `meta` (and `mtime`) with.
+fn put_headers(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = meta.headers.clone();
+    for (n, v) in &meta.user {
+        h.push((format!("x-amz-meta-{n}"), v.clone()));
+    }
+    if let Some(t) = mtime {
+        if !meta.user.iter().any(|(n, _)| n == "mtime") {
+            let secs = t
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            h.push(("x-amz-meta-mtime".into(), format!("{secs:.9}")));
+        }
+    }
+    h
+}
+
+impl Backend for Upstream {
+    fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        match &self.root {
+            None => Ok(self
+                .client
+                .list_buckets()?
+                .into_iter()
+                .map(|(name, created)| BucketInfo { name, created })
+                .collect()),
+            Some((b, prefix)) => {
+                let (_, prefixes) = self.list_all(b, prefix)?;
+                Ok(prefixes
+                    .into_iter()
+                    .map(|p| BucketInfo {
+                        name: p.trim_end_matches('/').to_string(),
+                        created: UNIX_EPOCH,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn create_bucket(&self, bucket: &str) -> Result<()> {
+        match &self.root {
+            None => self.client.create_bucket(bucket),
+            // A folder on the upstream is only there while something is in it: a marker
+            // keeps the new bucket listed until then.
+            Some(_) => {
+                if self.bucket_exists(bucket)? {
+                    return Err(BackendError::new(
+                        ErrorKind::BucketExists,
+                        "The bucket already exists.",
+                    ));
+                }
+                let (b, k) = self.place(bucket, "");
+                self.client.put(&b, &k, &[], Payload::Empty).map(drop)
+            }
+        }
+    }
+
+    fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        match &self.root {
+            None => self.client.delete_bucket(bucket),
+            Some(_) => {
+                let (b, prefix) = self.place(bucket, "");
+                let page = self.client.list(&b, &prefix, None, None, 2)?;
+                if page.objects.iter().any(|o| o.key != prefix) {
+                    return Err(BackendError::new(
+                        ErrorKind::BucketNotEmpty,
+                        "The bucket you tried to delete is not empty.",
+                    ));
+                }
+                if page.objects.is_empty() {
+                    return Err(BackendError::new(
+                        ErrorKind::NoSuchBucket,
+                        "The specified bucket does not exist.",
+                    ));
+                }
+                self.client.delete(&b, &prefix)
+            }
+        }
+    }
+
+    fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match &self.root {
+            None => match self.client.list(bucket, "", None, None, 1) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind == ErrorKind::NoSuchBucket => Ok(false),
+                Err(e) => Err(e),
+            },
+            Some(_) => {
+                let (b, prefix) = self.place(bucket, "");
+                Ok(!self
+                    .client
+                    .list(&b, &prefix, None, None, 1)?
+                    .objects
+                    .is_empty()
+                    || !self.list_all(&b, &prefix)?.1.is_empty())
+            }
+        }
+    }
+
+    fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let (b, k) = self.place(bucket, key);
+        Ok(info_of(&self.client.head(&b, &k)?))
+    }
+
+    fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        let (b, k) = self.place(bucket, key);
+        let head = self.client.head(&b, &k)?;
+        let info = info_of(&head);
+        let body = Ranged {
+            client: self.client.clone(),
+            bucket: b,
+            key: k,
+            etag: head.etag.clone(),
+            size: head.size,
+            pos: 0,
+            next_chunk: self.chunks.first,
+            chunks: self.chunks,
+            stream: None,
+        };
+        Ok(ObjectReader {
+            info,
+            body: Box::new(body),
+        })
+    }
+
+    fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        let (b, k) = self.place(bucket, key);
+        let file = tempfile_in(&self.scratch)?;
+        Ok(Box::new(Writer {
+            upstream: self,
+            bucket: b,
+            key: k,
+            file,
+            adopted: None,
+        }))
+    }
+
+    fn remove(&self, bucket: &str, key: &str, _cleanup: bool) -> Result<()> {
+        let (b, k) = self.place(bucket, key);
+        self.client.delete(&b, &k)
+    }
+
+    fn list_dir(&self, bucket: &str, dir: &str) -> Result<Vec<DirEntry>> {
+        let (b, prefix) = self.place(bucket, dir);
+        let (objects, prefixes) = self.list_all(&b, &prefix)?;
+        let mut out: Vec<DirEntry> = objects
+            .into_iter()
+            .filter(|name| !name.is_empty())
+            .map(|name| DirEntry {
+                name,
+                is_dir: false,
+                ino: 0,
+            })
+            .collect();
+        out.extend(prefixes.into_iter().map(|p| DirEntry {
+            name: p.trim_end_matches('/').to_string(),
+            is_dir: true,
+            ino: 0,
+        }));
+        Ok(out)
+    }
+
+    fn set_meta(&self, _: &str, _: &str, _: &ObjectInfo, _: &ObjectMeta) -> Result<()> {
+        // The upstream keeps the ETag itself: there is nothing to cache beside the object.
+        Ok(())
+    }
+
+    fn copy(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+    ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
+        let (sb, sk) = self.place(src.0, src.1);
+        let info = info_of(&self.client.head(&sb, &sk)?);
+        let (db, dk) = self.place(dst.0, dst.1);
+        let source = format!("/{sb}/{}", crate::util::uri_encode(&sk, true));
+        Ok((
+            info,
+            Box::new(CopyWriter {
+                upstream: self,
+                bucket: db,
+                key: dk,
+                source,
+            }),
+        ))
+    }
+}
+
+/// An unnamed file for a write's bytes.
+fn tempfile_in(dir: &Path) -> Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    std::fs::create_dir_all(dir)?;
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(_) => {
+            let path = dir.join(format!(
+                "{}{}",
+                crate::temps::TEMP_PREFIX,
+                crate::util::unique_token()
+            ));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        }
+    }
+}
+
+struct Writer<'a> {
+    upstream: &'a Upstream,
+    bucket: String,
+    key: String,
+    file: File,
+    /// A spool file that holds the whole body, taken instead of what was written.
+    adopted: Option<File>,
+}
+
+impl Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for Writer<'_> {
+    fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
+        let Writer {
+            upstream,
+            bucket,
+            key,
+            file,
+            adopted,
+        } = *self;
+        let mut file = adopted.unwrap_or(file);
+        let len = file.seek(SeekFrom::End(0))?;
+        file.rewind()?;
+        let mut body = io::BufReader::with_capacity(1 << 20, file);
+        upstream.client.put(
+            &bucket,
+            &key,
+            &put_headers(meta, mtime),
+            Payload::Stream(&mut body, len),
+        )?;
+        Ok(info_of(&upstream.client.head(&bucket, &key)?))
+    }
+
+    fn adopt(&mut self, file: File, _path: &Path) -> io::Result<bool> {
+        self.adopted = Some(file);
+        Ok(true)
+    }
+}
+
+/// A server-side copy, made on commit with the metadata given then.
+struct CopyWriter<'a> {
+    upstream: &'a Upstream,
+    bucket: String,
+    key: String,
+    source: String,
+}
+
+impl Write for CopyWriter<'_> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::other("a copy takes no bytes"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for CopyWriter<'_> {
+    fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
+        let mut headers = put_headers(meta, mtime);
+        headers.push(("x-amz-copy-source".into(), self.source.clone()));
+        headers.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
+        let c = &self.upstream.client;
+        c.put(&self.bucket, &self.key, &headers, Payload::Empty)?;
+        Ok(info_of(&c.head(&self.bucket, &self.key)?))
+    }
+}
+
+/// An object read in ranged GETs as the reader asks for bytes.
+struct Ranged {
+    client: Arc<Client>,
+    bucket: String,
+    key: String,
+    etag: Option<String>,
+    size: u64,
+    pos: u64,
+    next_chunk: u64,
+    chunks: Chunks,
+    /// The answer being read, and the bytes of it still to come.
+    stream: Option<(Box<dyn Read + Send + Sync>, u64)>,
+}
+
+impl Ranged {
+    fn fetch(&mut self) -> io::Result<()> {
+        let left = self.size - self.pos;
+        let len = match self.next_chunk {
+            0 => left,
+            n => n.min(left),
+        };
+        let last = self.pos + len - 1;
+        let answer: Answer = self
+            .client
+            .get(
+                &self.bucket,
+                &self.key,
+                Some((self.pos, last)),
+                self.etag.as_deref(),
+            )
+            .map_err(|e| io::Error::other(e.message))?;
+        let mut body = answer.body;
+        if answer.status == 200 {
+            // An upstream that ignores ranges sends the whole object: skip to ours.
+            io::copy(&mut (&mut body).take(self.pos), &mut io::sink())?;
+        }
+        self.stream = Some((body, len));
+        self.next_chunk = match self.chunks.limit {
+            0 => self.next_chunk.saturating_mul(2),
+            limit => self
+                .next_chunk
+                .saturating_mul(2)
+                .min(limit.max(self.chunks.first)),
+        };
+        Ok(())
+    }
+}
+
+impl Read for Ranged {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.stream.is_none() {
+            self.fetch()?;
+        }
+        let Some((body, left)) = &mut self.stream else {
+            return Ok(0);
+        };
+        let want = (*left).min(buf.len() as u64) as usize;
+        let n = body.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the upstream's answer ended early",
+            ));
+        }
+        *left -= n as u64;
+        if *left == 0 {
+            self.stream = None;
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Ranged {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
+        if pos != self.pos {
+            self.stream = None;
+            self.next_chunk = self.chunks.first;
+            self.pos = pos;
+        }
+        Ok(pos)
+    }
+}
+
+impl crate::backend::Body for Ranged {}

@@ -16,6 +16,12 @@ const SHORT_MAGIC: &str = "s3m2";
 /// The hash the short form assumes when it names none.
 const SHORT_DEFAULT_ALG: &str = "MD5";
 
+/// Key in [`ObjectMeta::checksums`] recording the type (`COMPOSITE` or `FULL_OBJECT`) of
+/// the stored checksum.
+pub const CHECKSUM_TYPE_KEY: &str = "TYPE";
+/// Key in an upload's [`ObjectMeta::checksums`] naming the algorithm its parts carry.
+pub const CHECKSUM_ALGORITHM_KEY: &str = "ALGORITHM";
+
 /// What S3 stores with an object besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectMeta {

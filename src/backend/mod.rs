@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 pub use watch::WatchTicket;
 
-pub use meta::ObjectMeta;
+pub use meta::{ObjectMeta, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY};
 pub use uploads::{PartInfo, PartWriter, UploadInfo, Uploads};
 
 /// Why a backend call failed.
@@ -25,6 +25,8 @@ pub enum ErrorKind {
     NotFound,
     NoSuchBucket,
     NoSuchUpload,
+    /// A part named to complete an upload is missing, differs, or is too small.
+    InvalidPart,
     BucketExists,
     BucketNotEmpty,
     /// A key collides with a directory, or a file sits where a directory is needed.

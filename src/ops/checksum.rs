@@ -8,8 +8,7 @@ use crate::util;
 use crate::vfs::checksum::ChecksumAlg;
 use crate::vfs::ObjectMeta;
 
-/// Key in [`ObjectMeta::checksums`] that records the checksum type of the stored value.
-pub const TYPE_KEY: &str = "TYPE";
+pub use crate::vfs::CHECKSUM_TYPE_KEY as TYPE_KEY;
 pub const FULL_OBJECT: &str = "FULL_OBJECT";
 pub const COMPOSITE: &str = "COMPOSITE";
 

@@ -150,6 +150,7 @@ impl From<BackendError> for S3Error {
             ErrorKind::NotFound => Code::NoSuchKey,
             ErrorKind::NoSuchBucket => Code::NoSuchBucket,
             ErrorKind::NoSuchUpload => Code::NoSuchUpload,
+            ErrorKind::InvalidPart => Code::InvalidPart,
             ErrorKind::BucketExists => Code::BucketAlreadyOwnedByYou,
             ErrorKind::BucketNotEmpty => Code::BucketNotEmpty,
             ErrorKind::Conflict => Code::ObjectPathConflict,

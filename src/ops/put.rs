@@ -259,6 +259,7 @@ fn check_length(declared: Option<u64>, got: u64) -> Result<(), S3Error> {
 pub enum Sink<'a> {
     Bytes(&'a mut dyn Write),
     Object(&'a mut dyn ObjectWriter),
+    Part(&'a mut dyn crate::vfs::PartWriter),
 }
 
 /// Streams a request body into `writer` and verifies it; the caller commits. MD5 is always
@@ -296,7 +297,11 @@ pub fn receive(
     )
     .with_checksum(wanted.as_ref().map(|w| w.alg));
     let digests = match sink {
-        Sink::Object(w) => match adopt_spooled(rq, w, &hashes, limit)? {
+        Sink::Object(w) => match adopt_spooled(rq, &mut |f, p| w.adopt(f, p), &hashes, limit)? {
+            Some(d) => d,
+            None => stream_body(rq.body, w, hashes, limit)?,
+        },
+        Sink::Part(w) => match adopt_spooled(rq, &mut |f, p| w.adopt(f, p), &hashes, limit)? {
             Some(d) => d,
             None => stream_body(rq.body, w, hashes, limit)?,
         },
@@ -315,7 +320,7 @@ pub fn receive(
 /// the writer can link its file; `None` when the body must be streamed instead.
 fn adopt_spooled(
     rq: &Request,
-    writer: &mut dyn ObjectWriter,
+    adopt: &mut dyn FnMut(std::fs::File, &std::path::Path) -> std::io::Result<bool>,
     wanted: &Hashes,
     limit: u64,
 ) -> Result<Option<Digests>, S3Error> {
@@ -330,7 +335,7 @@ fn adopt_spooled(
         .file
         .try_clone()
         .map_err(|e| S3Error::from(crate::vfs::BackendError::from(e)))?;
-    match writer.adopt(file, &sp.link) {
+    match adopt(file, &sp.link) {
         Ok(true) => Ok(Some(d.clone())),
         Ok(false) => Ok(None),
         Err(e) => Err(crate::vfs::BackendError::from(e).into()),

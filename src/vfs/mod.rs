@@ -25,7 +25,7 @@ pub use hash::{Digests, EtagAlg, Hashes};
 pub use crate::backend::key;
 pub use crate::backend::{
     BackendError, Body, ErrorKind, ObjectInfo, ObjectMeta, ObjectWriter, PartInfo, PartWriter,
-    UploadInfo,
+    UploadInfo, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
 };
 pub use prefixes::PrefixProbe;
 
@@ -262,16 +262,27 @@ impl Vfs {
         check: Option<&dyn WriteCheck<E>>,
     ) -> std::result::Result<ObjectInfo, E> {
         let _guard = self.lock(bucket, key);
+        self.approve(bucket, key, check)?;
+        Ok(writer.commit(meta, mtime)?)
+    }
+
+    /// Runs `check`, if any, on the object now at `bucket`/`key` (None when absent). The
+    /// caller holds the key's lock.
+    fn approve<E: From<BackendError>>(
+        &self,
+        bucket: &str,
+        key: &str,
+        check: Option<&dyn WriteCheck<E>>,
+    ) -> std::result::Result<(), E> {
         let Some(check) = check else {
-            return Ok(writer.commit(meta, mtime)?);
+            return Ok(());
         };
         let current = match self.stat(bucket, key) {
             Ok(info) => Some(info),
             Err(e) if e.kind == ErrorKind::NotFound || e.kind == ErrorKind::Conflict => None,
             Err(e) => return Err(e.into()),
         };
-        check.check(current.as_ref())?;
-        Ok(writer.commit(meta, mtime)?)
+        check.check(current.as_ref())
     }
 
     /// Deletes an object (a missing key is fine), then cleans up empty parents unless

@@ -3,9 +3,9 @@
 
 use std::time::SystemTime;
 
-use super::{key, Vfs};
+use super::{key, Vfs, WriteCheck};
 use crate::backend::{
-    BackendError, ErrorKind, ObjectMeta, ObjectWriter, PartInfo, PartWriter, Result, UploadInfo,
+    BackendError, ErrorKind, ObjectInfo, ObjectMeta, PartInfo, PartWriter, Result, UploadInfo,
     Uploads,
 };
 
@@ -56,14 +56,35 @@ impl Vfs {
         self.store()?.parts(id)
     }
 
-    /// Appends `parts` of upload `id`, in order, to `dst` (an object being created).
-    pub fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()> {
-        self.store()?.assemble(id, parts, dst)
-    }
-
-    /// Records that upload `id` became an object with `etag`, and frees its parts.
-    pub fn finish_upload(&self, id: &str, etag: &str) -> Result<()> {
-        self.store()?.mark_done(id, etag)
+    /// Makes `parts` of upload `id` the object `bucket`/`key` with `meta` (its ETag among
+    /// them) and `mtime`, after `check`, if any, approves the object there now; then
+    /// records the upload as done and frees its parts. Where the store joins parts itself
+    /// it does so; otherwise they are appended to a new object and committed like a PUT.
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete_upload<E: From<BackendError>>(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        parts: &[PartInfo],
+        meta: &ObjectMeta,
+        mtime: Option<SystemTime>,
+        check: Option<&dyn WriteCheck<E>>,
+    ) -> std::result::Result<ObjectInfo, E> {
+        key::check(key)?;
+        let store = self.store()?;
+        let etag = meta.etag.as_deref().unwrap_or_default();
+        let info = if store.joins() {
+            let _guard = self.lock(bucket, key);
+            self.approve(bucket, key, check)?;
+            store.join(id, parts, etag)?
+        } else {
+            let mut writer = self.create(bucket, key)?;
+            store.assemble(id, parts, writer.as_mut())?;
+            self.commit(bucket, key, writer, meta, mtime, check)?
+        };
+        store.mark_done(id, etag)?;
+        Ok(info)
     }
 
     pub fn abort_upload(&self, id: &str) -> Result<()> {

@@ -40,12 +40,15 @@ fn objects_buckets_and_listings_round_trip() {
         Some("\"781e5e245d69b566979b86e28d23f2c7\"")
     );
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut reader = big.as_slice();
+    let file_dir = TempDir::new();
+    let path = file_dir.0.join("big");
+    std::fs::write(&path, &big).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
     c.put(
         "upb",
         "dir/big",
         &[],
-        Payload::Stream(&mut reader, big.len() as u64),
+        Payload::File(&file, big.len() as u64),
     )
     .unwrap();
     c.put("upb", "top", &[], Payload::Empty).unwrap();
@@ -223,4 +226,116 @@ fn a_gateway_whose_upstream_is_down_answers_503_not_404() {
     );
     let r = g.head("gwb", "k");
     assert_eq!(r.status, 503);
+}
+
+/// The text of the first `<name>` element in `doc`.
+fn element(doc: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = doc.find(&open).map(|i| i + open.len()).unwrap_or(0);
+    let end = doc[start..].find('<').map_or(start, |i| start + i);
+    doc[start..end].to_string()
+}
+
+#[test]
+fn multipart_through_a_gateway_is_the_upstreams_own_multipart() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    let g = gateway(up.addr, "base/pre");
+    up.create_bucket("base");
+    g.create_bucket("mpb");
+    let r = g.raw(
+        "POST",
+        "/mpb/big%20file?uploads",
+        &[("content-type", "video/mp4"), ("x-amz-meta-who", "me")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = element(&r.text(), "UploadId");
+    // The upstream holds the upload: its parts never gather on the gateway.
+    let pending = || std::fs::read_dir(dir.0.join(".s3serve/uploads")).map_or(0, |d| d.count());
+    assert_eq!(pending(), 1);
+    let enc = s3serve::util::uri_encode(&id, false);
+    let one: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let two = b"the tail".to_vec();
+    let mut etags = Vec::new();
+    for (n, part) in [(1, &one), (2, &two)] {
+        let r = g.raw(
+            "PUT",
+            &format!("/mpb/big%20file?partNumber={n}&uploadId={enc}"),
+            &[],
+            part,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        etags.push(r.header("etag").unwrap().to_string());
+    }
+    assert_eq!(etags[1], format!("\"{}\"", crate::harness::md5_hex(&two)));
+    let r = g.raw("GET", &format!("/mpb/big%20file?uploadId={enc}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<Size>8</Size>"), "{}", r.text());
+    let r = g.raw("GET", "/mpb?uploads", &[], b"");
+    assert!(r.text().contains("<Key>big file</Key>"), "{}", r.text());
+    // A wrong ETag is the upstream's InvalidPart, and the upload survives it.
+    let bad = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"{}\"</ETag></Part></CompleteMultipartUpload>",
+        "0".repeat(32)
+    );
+    let r = g.raw(
+        "POST",
+        &format!("/mpb/big%20file?uploadId={enc}"),
+        &[],
+        bad.as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "InvalidPart"),
+        "{}",
+        r.text()
+    );
+    let doc = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+        etags[0], etags[1]
+    );
+    let r = g.raw(
+        "POST",
+        &format!("/mpb/big%20file?uploadId={enc}"),
+        &[],
+        doc.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let whole = [one.as_slice(), two.as_slice()].concat();
+    assert!(std::fs::read(dir.0.join("base/pre/mpb/big file")).unwrap() == whole);
+    let r = g.get("mpb", "big file", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == whole);
+    assert!(r.header("etag").unwrap().ends_with("-2\""));
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert_eq!(r.header("x-amz-meta-who"), Some("me"));
+
+    // An aborted upload is gone upstream too.
+    let r = g.raw("POST", "/mpb/gone?uploads", &[], b"");
+    let id = element(&r.text(), "UploadId");
+    let upstream_id = id.split_once('.').unwrap().1;
+    assert!(dir.0.join(".s3serve/uploads").join(upstream_id).exists());
+    let enc = s3serve::util::uri_encode(&id, false);
+    let r = g.raw(
+        "PUT",
+        &format!("/mpb/gone?partNumber=1&uploadId={enc}"),
+        &[],
+        b"x",
+    );
+    assert_eq!(r.status, 200);
+    let r = g.raw("DELETE", &format!("/mpb/gone?uploadId={enc}"), &[], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let upstream_id = id.split_once('.').unwrap().1;
+    assert!(!dir.0.join(".s3serve/uploads").join(upstream_id).exists());
+    let r = g.raw(
+        "PUT",
+        &format!("/mpb/gone?partNumber=2&uploadId={enc}"),
+        &[],
+        b"x",
+    );
+    assert_eq!(r.code(), "NoSuchUpload");
+    // An id that was never ours.
+    let r = g.raw("GET", "/mpb/gone?uploadId=bogus", &[], b"");
+    assert_eq!(r.code(), "NoSuchUpload");
 }

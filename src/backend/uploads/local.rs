@@ -107,6 +107,7 @@ impl LocalUploads {
             initiated: UNIX_EPOCH,
             meta: ObjectMeta::default(),
             done_etag: fs::read_to_string(p.join("done")).ok(),
+            part_checksums: true,
         };
         let lines = parse_lines(&text).ok_or_else(|| {
             BackendError::new(

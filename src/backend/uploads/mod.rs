@@ -15,7 +15,7 @@ mod slots;
 use std::io::Write;
 use std::time::SystemTime;
 
-use super::{ObjectMeta, ObjectWriter, Result};
+use super::{ObjectInfo, ObjectMeta, ObjectWriter, Result};
 
 pub use local::LocalUploads;
 
@@ -29,6 +29,9 @@ pub struct UploadInfo {
     pub meta: ObjectMeta,
     /// Set once completed: the ETag of the object it produced.
     pub done_etag: Option<String>,
+    /// Whether the store keeps each part's checksum, so Complete can compare the ones it
+    /// names (an upstream without flexible checksums does not).
+    pub part_checksums: bool,
 }
 
 /// One stored part.
@@ -49,6 +52,12 @@ pub struct PartInfo {
 pub trait PartWriter: Write + Send {
     /// Makes the part visible with its MD5 and, if one was computed, its checksum.
     fn commit(self: Box<Self>, md5_hex: &str, checksum: Option<(&str, &str)>) -> Result<()>;
+
+    /// Takes `file`, found at `path`, as the part's bytes in place of what was written, if
+    /// the store can do so without copying; false when it cannot.
+    fn adopt(&mut self, _file: std::fs::File, _path: &std::path::Path) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Where multipart uploads live while they are in progress.
@@ -70,6 +79,21 @@ pub trait Uploads: Send + Sync {
     fn parts(&self, id: &str) -> Result<Vec<PartInfo>>;
     /// Appends the given parts, in order, to `dst`.
     fn assemble(&self, id: &str, parts: &[PartInfo], dst: &mut dyn ObjectWriter) -> Result<()>;
+    /// Whether the store joins an upload's parts into its object itself ([`join`]), rather
+    /// than having them assembled into an object writer.
+    ///
+    /// [`join`]: Self::join
+    fn joins(&self) -> bool {
+        false
+    }
+    /// Joins `parts` into the upload's object, which then has ETag `etag`, where the store
+    /// does so itself (an S3 upstream completing its own upload).
+    fn join(&self, _id: &str, _parts: &[PartInfo], _etag: &str) -> Result<ObjectInfo> {
+        Err(super::BackendError::new(
+            super::ErrorKind::Unsupported,
+            "this store does not join parts itself",
+        ))
+    }
     /// Records the result of a completed upload and frees its parts.
     fn mark_done(&self, id: &str, etag: &str) -> Result<()>;
     fn abort(&self, id: &str) -> Result<()>;

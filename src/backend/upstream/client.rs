@@ -11,7 +11,7 @@ use crate::sigv4::{Signer, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use crate::util;
 
 /// Error documents and listing pages are read whole, up to this size.
-const MAX_DOC: u64 = 16 << 20;
+pub(super) const MAX_DOC: u64 = 16 << 20;
 
 /// Where the upstream is and how to address it.
 #[derive(Debug, Clone)]
@@ -311,7 +311,7 @@ fn parse_page(doc: &[u8]) -> Result<Page> {
 
 /// The answer if it is a success; otherwise the backend error it stands for. `missing` is
 /// what a 404 without an error document (a HEAD) means.
-fn expect_ok(a: Answer, missing: Option<ErrorKind>) -> Result<Answer> {
+pub(super) fn expect_ok(a: Answer, missing: Option<ErrorKind>) -> Result<Answer> {
     if (200..300).contains(&a.status) {
         return Ok(a);
     }
@@ -329,22 +329,27 @@ fn expect_ok(a: Answer, missing: Option<ErrorKind>) -> Result<Answer> {
             .map(|l| l.text)
             .unwrap_or_default()
     };
-    let kind = match (status, code.as_str()) {
+    Err(BackendError::new(
+        error_kind(status, &code, missing),
+        format!("the upstream answered {status} {code}"),
+    ))
+}
+
+/// The backend error an upstream's status and error code stand for.
+pub(super) fn error_kind(status: u16, code: &str, missing: Option<ErrorKind>) -> ErrorKind {
+    match (status, code) {
         (_, "NoSuchKey") => ErrorKind::NotFound,
         (_, "NoSuchBucket") => ErrorKind::NoSuchBucket,
         (_, "NoSuchUpload") => ErrorKind::NoSuchUpload,
         (_, "BucketNotEmpty") => ErrorKind::BucketNotEmpty,
         (_, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => ErrorKind::BucketExists,
+        (_, "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => ErrorKind::InvalidPart,
         (404, "") if missing.is_some() => missing.unwrap_or(ErrorKind::NotFound),
         (403, _) => ErrorKind::ReadOnly,
         (412, _) => ErrorKind::Conflict,
         (500.., _) => ErrorKind::Unavailable,
         _ => ErrorKind::Io,
-    };
-    Err(BackendError::new(
-        kind,
-        format!("the upstream answered {status} {code}"),
-    ))
+    }
 }
 
 fn head_of(a: &Answer) -> Result<Head> {
@@ -381,7 +386,7 @@ fn head_of(a: &Answer) -> Result<Head> {
     })
 }
 
-fn bad_answer(what: impl std::fmt::Display) -> BackendError {
+pub(super) fn bad_answer(what: impl std::fmt::Display) -> BackendError {
     BackendError::new(
         ErrorKind::Unavailable,
         format!("the upstream's answer could not be read: {what}"),

@@ -1,11 +1,13 @@
 //! HTTP to an S3 upstream, synchronous: one ureq agent (its idle connections pooled per
-//! host) over our own rustls, so the process has one TLS stack. Requests that may be sent
-//! again (no body, or a body that can be replayed) are retried on transport errors and 5xx
-//! answers, with exponential backoff, up to `--low-level-retries` times.
+//! host) over our own rustls, so the process has one TLS stack. Every body can be sent again
+//! (bytes, or a file read from its start), so requests are retried on transport errors and
+//! 5xx answers, with exponential backoff, up to `--low-level-retries` times.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +50,42 @@ impl Answer {
     }
 }
 
-/// A request body: none, or bytes that can be sent again, or a stream sent once.
+/// A request body: none, bytes, or the first `len` bytes of a file. Each can be sent again,
+/// so any request may be retried.
 pub enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    Stream(&'a mut (dyn Read + Send), u64),
+    File(&'a File, u64),
 }
+
+/// Reads a file from its start with positioned reads, in large blocks, leaving the file's
+/// own offset alone, so every attempt of a request reads the same bytes.
+struct FileBody<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for FileBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file to send ended early",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The read size for file bodies.
+const FILE_BLOCK: usize = 1 << 20;
 
 pub struct Http {
     agent: ureq::Agent,
@@ -83,9 +115,8 @@ impl Http {
         method: &str,
         url: &str,
         headers: &dyn Fn() -> Vec<(String, String)>,
-        mut payload: Payload<'_>,
+        payload: Payload<'_>,
     ) -> Result<Answer> {
-        let replayable = !matches!(payload, Payload::Stream(..));
         let mut wait = BACKOFF_FIRST;
         let mut attempt = 0;
         loop {
@@ -93,24 +124,30 @@ impl Http {
             for (n, v) in headers() {
                 rq = rq.set(&n, &v);
             }
-            let result = match &mut payload {
+            let result = match payload {
                 Payload::Empty => rq.call(),
-                Payload::Bytes(b) => rq.set("content-length", &b.len().to_string()).send(*b),
-                Payload::Stream(r, len) => rq
-                    .set("content-length", &len.to_string())
-                    .send(r.take(*len)),
+                Payload::Bytes(b) => rq.set("content-length", &b.len().to_string()).send(b),
+                Payload::File(file, len) => {
+                    let body = FileBody {
+                        file,
+                        pos: 0,
+                        end: len,
+                    };
+                    rq.set("content-length", &len.to_string())
+                        .send(io::BufReader::with_capacity(FILE_BLOCK, body))
+                }
             };
             let retry = match result {
                 Ok(resp) => return Ok(answer(resp)),
                 Err(ureq::Error::Status(code, resp)) if code < 500 => return Ok(answer(resp)),
                 Err(ureq::Error::Status(code, resp)) => {
-                    if !replayable || attempt >= self.retries {
+                    if attempt >= self.retries {
                         return Ok(answer(resp));
                     }
                     format!("{method} {url}: status {code}")
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    if !replayable || attempt >= self.retries {
+                    if attempt >= self.retries {
                         return Err(BackendError::new(
                             ErrorKind::Unavailable,
                             format!("the upstream cannot be reached: {t}"),

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod http;
+pub mod multipart;
 mod store;
+mod uploads;
 
 pub use store::{Chunks, Upstream};

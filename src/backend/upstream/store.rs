@@ -15,7 +15,7 @@ use super::client::{Client, Head};
 use super::http::{Answer, Payload};
 use crate::backend::{
     Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result,
+    ObjectWriter, Result, Uploads,
 };
 
 /// ListObjectsV2 page size.
@@ -30,13 +30,13 @@ pub struct Chunks {
 }
 
 pub struct Upstream {
-    client: Arc<Client>,
+    pub(super) client: Arc<Client>,
     /// The upstream bucket and key prefix (ending in `/`) our buckets live under, when
     /// served below a bucket.
     root: Option<(String, String)>,
     chunks: Chunks,
     /// Where writes collect their bytes before they are sent.
-    scratch: PathBuf,
+    pub(super) scratch: PathBuf,
 }
 
 impl Upstream {
@@ -56,7 +56,7 @@ impl Upstream {
     }
 
     /// Our `bucket`/`key` as the upstream's bucket and key.
-    fn place(&self, bucket: &str, key: &str) -> (String, String) {
+    pub(super) fn place(&self, bucket: &str, key: &str) -> (String, String) {
         match &self.root {
             None => (bucket.to_string(), key.to_string()),
             Some((b, prefix)) => (b.clone(), format!("{prefix}{bucket}/{key}")),
@@ -127,7 +127,7 @@ fn float_seconds(v: &str) -> Option<SystemTime> {
 }
 
 /// The headers a PUT stores `meta` (and `mtime`) with.
-fn put_headers(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
+pub(super) fn put_headers(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = meta.headers.clone();
     for (n, v) in &meta.user {
         h.push((format!("x-amz-meta-{n}"), v.clone()));
@@ -289,6 +289,10 @@ impl Backend for Upstream {
         Ok(out)
     }
 
+    fn uploads(&self) -> Option<&dyn Uploads> {
+        Some(self)
+    }
+
     fn set_meta(&self, _: &str, _: &str, _: &ObjectInfo, _: &ObjectMeta) -> Result<()> {
         // The upstream keeps the ETag itself: there is nothing to cache beside the object.
         Ok(())
@@ -316,7 +320,7 @@ impl Backend for Upstream {
 }
 
 /// An unnamed file for a write's bytes.
-fn tempfile_in(dir: &Path) -> Result<File> {
+pub(super) fn tempfile_in(dir: &Path) -> Result<File> {
     use rustix::fs::{Mode, OFlags};
     std::fs::create_dir_all(dir)?;
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
@@ -366,15 +370,13 @@ impl ObjectWriter for Writer<'_> {
             file,
             adopted,
         } = *self;
-        let mut file = adopted.unwrap_or(file);
-        let len = file.seek(SeekFrom::End(0))?;
-        file.rewind()?;
-        let mut body = io::BufReader::with_capacity(1 << 20, file);
+        let file = adopted.unwrap_or(file);
+        let len = file.metadata()?.len();
         upstream.client.put(
             &bucket,
             &key,
             &put_headers(meta, mtime),
-            Payload::Stream(&mut body, len),
+            Payload::File(&file, len),
         )?;
         Ok(info_of(&upstream.client.head(&bucket, &key)?))
     }

@@ -104,8 +104,7 @@ pub fn create_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     Ok(resp)
 }
 
-/// Key in an upload's metadata naming the checksum algorithm its parts carry.
-const ALGORITHM_KEY: &str = "ALGORITHM";
+use crate::vfs::CHECKSUM_ALGORITHM_KEY as ALGORITHM_KEY;
 
 /// `x-amz-checksum-algorithm` and `x-amz-checksum-type` of CreateMultipartUpload. CRC64NVME
 /// is full-object by default, the others composite; only CRCs can be full-object.
@@ -184,7 +183,7 @@ pub fn upload_part(ctx: &Ctx, rq: &mut Request) -> OpResult {
     let number = part_number(rq)?;
     let info = upload(ctx, rq)?;
     let mut writer = ctx.vfs.part_writer(&info.id, number, rq.content_length)?;
-    let sink = Sink::Bytes(&mut writer);
+    let sink = Sink::Part(writer.as_mut());
     let digests = receive(ctx, rq, sink, MAX_PUT_SIZE, true, upload_alg(&info))?;
     let (md5, ck) = commit_part(writer, &digests, &info)?;
     let mut resp = Response::empty(200).header("ETag", quote(&md5));

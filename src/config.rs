@@ -33,6 +33,9 @@ pub struct UpstreamConfig {
     /// What follows the remote's `:`: `""`, `bucket` or `bucket/prefix`.
     pub path: String,
     pub low_level_retries: u32,
+    /// `--contimeout` and `--timeout` (0: none).
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
     /// `--vfs-read-chunk-size` and its limit (0: none).
     pub read_chunk: u64,
     pub read_chunk_limit: u64,
@@ -227,6 +230,8 @@ fn s3_upstream(
         session_token,
         path: remote.path.clone(),
         low_level_retries: 10,
+        connect_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(300),
         read_chunk: 128 << 20,
         read_chunk_limit: 0,
     })
@@ -251,6 +256,8 @@ impl Config {
         let (mut storage, storage_notes) = storage(path, a.config.as_deref(), env)?;
         if let Storage::Upstream(u) = &mut storage {
             u.low_level_retries = a.low_level_retries;
+            u.connect_timeout = a.contimeout;
+            u.timeout = a.timeout;
             u.read_chunk = a.vfs_read_chunk_size;
             u.read_chunk_limit = a.vfs_read_chunk_size_limit.unwrap_or(0);
         }

@@ -198,6 +198,19 @@ pub trait Backend: Send + Sync {
     fn set_meta(&self, bucket: &str, key: &str, info: &ObjectInfo, meta: &ObjectMeta)
         -> Result<()>;
 
+    /// The part sizes of multipart object `bucket`/`key`, whose ETag `etag` says it has
+    /// `count` parts, where the backend can learn them beyond its stored metadata; empty
+    /// when it cannot.
+    fn part_sizes(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _etag: &str,
+        _count: usize,
+    ) -> Result<Vec<u64>> {
+        Ok(Vec::new())
+    }
+
     /// Multipart upload storage, where the backend has it.
     fn uploads(&self) -> Option<&dyn Uploads> {
         None

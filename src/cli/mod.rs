@@ -82,6 +82,8 @@ Flags:
       --key string            TLS PEM Private key
       --log-file string       Log everything to this file (default standard error)
       --low-level-retries int Number of low level retries to do to an S3 upstream (default 10)
+      --contimeout Duration   Connect timeout to an S3 upstream (default 1m0s)
+      --timeout Duration      IO idle timeout to an S3 upstream (default 5m0s)
       --log-level string      Log level DEBUG|INFO|NOTICE|ERROR (default \"NOTICE\")
       --max-connections int   Maximum number of open client connections, 0 for automatic (default 0)
       --max-header-bytes int  Maximum size of request header, plus 4 KiB as in rclone (default 4096)
@@ -139,6 +141,9 @@ pub struct Args {
     pub multipart_max_uploads: usize,
     /// `--low-level-retries`: retries of an upstream request that can be sent again.
     pub low_level_retries: u32,
+    /// `--contimeout` and `--timeout`: connecting to, and waiting on, an upstream.
+    pub contimeout: Duration,
+    pub timeout: Duration,
     /// `--vfs-read-chunk-size` and `--vfs-read-chunk-size-limit` (`None`: off).
     pub vfs_read_chunk_size: u64,
     pub vfs_read_chunk_size_limit: Option<u64>,
@@ -194,6 +199,8 @@ impl Default for Args {
             dir_cache_time: Duration::from_secs(300),
             multipart_max_uploads: 1000,
             low_level_retries: 10,
+            contimeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(300),
             vfs_read_chunk_size: 128 << 20,
             vfs_read_chunk_size_limit: None,
             cert: None,
@@ -315,6 +322,8 @@ impl Args {
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
             "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
             "--dir-cache-time" => self.dir_cache_time = typed(p, flag, parse_duration)?,
+            "--contimeout" => self.contimeout = typed(p, flag, parse_duration)?,
+            "--timeout" => self.timeout = typed(p, flag, parse_duration)?,
             "--low-level-retries" => {
                 self.low_level_retries = typed(p, flag, |s| {
                     s.parse::<u32>()

@@ -30,7 +30,12 @@ pub fn head_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
 fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     rq.check_key()?;
     let not_found = |e| S3Error::from(e).with_resource(rq.resource());
-    let reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+    let mut reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+    if rq.query.has("partNumber") {
+        ctx.vfs
+            .fill_parts(&rq.bucket, &rq.key, &mut reader.info)
+            .map_err(S3Error::from)?;
+    }
     let info = &reader.info;
     let part = part_range(rq, info)?;
     match headers::evaluate(rq.headers, &GET_CONDS, info) {
@@ -200,12 +205,15 @@ pub fn get_object_attributes(ctx: &Ctx, rq: &mut Request) -> OpResult {
     if wanted.is_empty() || wanted.iter().any(|a| !KNOWN.contains(&a.as_str())) {
         return Err(S3Error::new(Code::InvalidArgument, "x-amz-object-attributes must list some of ETag, Checksum, ObjectParts, StorageClass, ObjectSize.").with("ArgumentName", "x-amz-object-attributes"));
     }
-    let info = ctx
+    let mut info = ctx
         .vfs
         .stat(&rq.bucket, &rq.key)
         .map_err(|e| S3Error::from(e).with_resource(rq.resource()))?;
-    let meta = info.meta.clone().unwrap_or_default();
     let has = |a: &str| wanted.iter().any(|w| w == a);
+    if has("ObjectParts") {
+        ctx.vfs.fill_parts(&rq.bucket, &rq.key, &mut info)?;
+    }
+    let meta = info.meta.clone().unwrap_or_default();
     let mut w = crate::ops::xml::XmlWriter::new();
     w.root("GetObjectAttributesOutput");
     if has("ETag") {

@@ -159,7 +159,8 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
     use crate::backend::upstream::client::{Client, Endpoint};
     use crate::backend::upstream::http::Http;
     let fail = |e: String| format!("remote {}: {e}", u.label);
-    let http = Http::new(u.low_level_retries, UPSTREAM_TIMEOUT).map_err(|e| fail(e.message))?;
+    let http = Http::new(u.low_level_retries, u.connect_timeout, u.timeout)
+        .map_err(|e| fail(e.message))?;
     let endpoint = Endpoint::parse(&u.endpoint, u.path_style).map_err(fail)?;
     let signer = u.keys.as_ref().map(|(id, secret)| crate::sigv4::Signer {
         access_key: id.clone(),
@@ -178,9 +179,6 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
         std::env::temp_dir(),
     ))
 }
-
-/// How long an upstream may keep a request waiting for the next bytes.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Body bytes all relays together may hold in memory; past this, bodies are spooled.
 const HELD_BODIES: usize = 16 << 20;

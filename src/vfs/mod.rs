@@ -229,6 +229,28 @@ impl Vfs {
         Ok(info)
     }
 
+    /// Fills in the part sizes of a multipart object whose metadata lacks them (an
+    /// upstream's object), where the backend can learn them.
+    pub fn fill_parts(&self, bucket: &str, key: &str, info: &mut ObjectInfo) -> Result<()> {
+        let Some(meta) = info.meta.as_mut() else {
+            return Ok(());
+        };
+        let count = meta
+            .etag
+            .as_deref()
+            .and_then(|e| e.rsplit_once('-'))
+            .and_then(|(_, n)| n.parse::<usize>().ok());
+        let (Some(count), true) = (count, meta.parts.is_empty()) else {
+            return Ok(());
+        };
+        let etag = meta.etag.clone().unwrap_or_default();
+        let sizes = self.backend.part_sizes(bucket, key, &etag, count)?;
+        if sizes.iter().sum::<u64>() == info.size {
+            meta.parts = sizes;
+        }
+        Ok(())
+    }
+
     /// Starts a streaming write of `bucket/key`; nothing is visible until [`Vfs::commit`].
     pub fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         key::check(key)?;

@@ -2,6 +2,7 @@
 //! directory and drives it with a real S3 client crate (rusty-s3 signing, ureq sending) and
 //! with raw HTTP for the edge cases a client library would refuse to send.
 
+mod fault;
 mod harness;
 
 mod auth;
@@ -9,6 +10,7 @@ mod binary;
 mod buckets;
 mod chunked;
 mod cors;
+mod faults;
 mod list;
 mod multipart;
 mod objects;

@@ -11,7 +11,7 @@ use s3serve::sigv4::Signer;
 use crate::harness::{config, start, TempDir, AK, SK};
 
 fn client(addr: std::net::SocketAddr, secret: &str, path_style: bool) -> Client {
-    let http = Http::new(2, Duration::from_secs(30)).unwrap();
+    let http = Http::new(2, Duration::from_secs(10), Duration::from_secs(30)).unwrap();
     let endpoint = Endpoint::parse(&format!("http://{addr}"), path_style).unwrap();
     let signer = Signer {
         access_key: AK.into(),
@@ -137,9 +137,18 @@ fn refusals_and_an_unreachable_upstream_are_told_apart_from_missing_objects() {
 }
 
 /// A gateway over the S3 server at `up`, serving `path` of it.
-fn gateway(up: std::net::SocketAddr, path: &str) -> crate::harness::TestServer {
+pub fn gateway(up: std::net::SocketAddr, path: &str) -> crate::harness::TestServer {
+    gateway_with(up, path, |_| {})
+}
+
+/// A gateway over the S3 server at `up`, serving `path` of it, its settings changed by `set`.
+pub fn gateway_with(
+    up: std::net::SocketAddr,
+    path: &str,
+    set: impl FnOnce(&mut s3serve::config::UpstreamConfig),
+) -> crate::harness::TestServer {
     use s3serve::config::{Config, Storage, UpstreamConfig};
-    let c = Config::for_tests(Storage::Upstream(UpstreamConfig {
+    let mut u = UpstreamConfig {
         label: "up".into(),
         endpoint: format!("http://{up}"),
         path_style: true,
@@ -148,11 +157,14 @@ fn gateway(up: std::net::SocketAddr, path: &str) -> crate::harness::TestServer {
         session_token: None,
         path: path.into(),
         low_level_retries: 2,
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(60),
         // Small chunks, so that a read takes several ranged requests.
         read_chunk: 100_000,
         read_chunk_limit: 400_000,
-    }));
-    start(c)
+    };
+    set(&mut u);
+    start(Config::for_tests(Storage::Upstream(u)))
 }
 
 #[test]

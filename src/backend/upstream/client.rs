@@ -87,6 +87,11 @@ impl Client {
         }
     }
 
+    /// How many times a failed request, or a read cut short, is retried.
+    pub fn retries(&self) -> u32 {
+        self.http.retries()
+    }
+
     /// Sends one request for `bucket`/`key` (either may be empty) with the raw `query`.
     pub fn request(
         &self,
@@ -146,9 +151,19 @@ impl Client {
 
     /// The object's size, mtime, ETag and stored headers.
     pub fn head(&self, bucket: &str, key: &str) -> Result<Head> {
-        let a = self.request("HEAD", bucket, key, "", &[], Payload::Empty)?;
+        let a = self.request("HEAD", bucket, key, "", &checksum_mode(), Payload::Empty)?;
         let a = expect_ok(a, Some(ErrorKind::NotFound))?;
         head_of(&a)
+    }
+
+    /// The size of part `number` of the multipart object, only if its ETag is still
+    /// `if_match`.
+    pub fn part_size(&self, bucket: &str, key: &str, number: usize, if_match: &str) -> Result<u64> {
+        let mut headers = vec![("if-match".to_string(), if_match.to_string())];
+        headers.extend(checksum_mode());
+        let q = format!("partNumber={number}");
+        let a = self.request("HEAD", bucket, key, &q, &headers, Payload::Empty)?;
+        Ok(head_of(&expect_ok(a, Some(ErrorKind::NotFound))?)?.size)
     }
 
     /// The object's bytes from `range` (`first`, `last` inclusive) or whole, only if its
@@ -160,7 +175,7 @@ impl Client {
         range: Option<(u64, u64)>,
         if_match: Option<&str>,
     ) -> Result<Answer> {
-        let mut headers = Vec::new();
+        let mut headers = checksum_mode();
         if let Some((first, last)) = range {
             headers.push(("range".to_string(), format!("bytes={first}-{last}")));
         }
@@ -346,7 +361,7 @@ pub(super) fn error_kind(status: u16, code: &str, missing: Option<ErrorKind>) ->
         (_, "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => ErrorKind::InvalidPart,
         (404, "") if missing.is_some() => missing.unwrap_or(ErrorKind::NotFound),
         (403, _) => ErrorKind::ReadOnly,
-        (412, _) => ErrorKind::Conflict,
+        (409 | 412, _) => ErrorKind::Conflict,
         (500.., _) => ErrorKind::Unavailable,
         _ => ErrorKind::Io,
     }
@@ -367,6 +382,7 @@ fn head_of(a: &Answer) -> Result<Head> {
         .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
         .filter(|(n, _)| {
             n.starts_with("x-amz-meta-")
+                || n.starts_with("x-amz-checksum-") && n != "x-amz-checksum-mode"
                 || matches!(
                     n.as_str(),
                     "content-type"
@@ -384,6 +400,11 @@ fn head_of(a: &Answer) -> Result<Head> {
         etag: a.header("etag").map(str::to_string),
         headers,
     })
+}
+
+/// Asks for the object's stored checksum along with it.
+fn checksum_mode() -> Vec<(String, String)> {
+    vec![("x-amz-checksum-mode".into(), "ENABLED".into())]
 }
 
 pub(super) fn bad_answer(what: impl std::fmt::Display) -> BackendError {

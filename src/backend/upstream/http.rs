@@ -93,18 +93,27 @@ pub struct Http {
 }
 
 impl Http {
-    /// `retries`: how many times a request that can be sent again is retried.
-    pub fn new(retries: u32, timeout: Duration) -> Result<Http> {
+    /// `retries`: how many times a failed request is retried. `connect` bounds connecting,
+    /// `idle` each wait for the upstream to take or send bytes (zero: no bound).
+    pub fn new(retries: u32, connect: Duration, idle: Duration) -> Result<Http> {
         let tls = Tls(Arc::new(tls_config()?));
-        let agent = ureq::AgentBuilder::new()
+        let mut b = ureq::AgentBuilder::new()
             .tls_connector(Arc::new(tls))
             .max_idle_connections_per_host(IDLE_PER_HOST)
-            .timeout_connect(Duration::from_secs(10))
-            .timeout_read(timeout)
-            .timeout_write(timeout)
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if !connect.is_zero() {
+            b = b.timeout_connect(connect);
+        }
+        if !idle.is_zero() {
+            b = b.timeout_read(idle).timeout_write(idle);
+        }
+        let agent = b.build();
         Ok(Http { agent, retries })
+    }
+
+    /// How many times a failed request is retried.
+    pub fn retries(&self) -> u32 {
+        self.retries
     }
 
     /// Sends a request to `url` with `headers` (signed already, or signed by `sign` before

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::client::{bad_answer, error_kind, expect_ok, Client, MAX_DOC};
 use super::http::Payload;
-use crate::backend::{BackendError, ErrorKind, Result};
+use crate::backend::{BackendError, Result};
 use crate::util;
 
 /// Pages asked for when listing parts and uploads.
@@ -199,14 +199,11 @@ impl Client {
         Ok(())
     }
 
-    /// Abandons upload `id` and frees its parts; an upload already gone is fine.
+    /// Abandons upload `id` and frees its parts.
     pub fn abort_upload(&self, bucket: &str, key: &str, id: &str) -> Result<()> {
         let q = query(&mut [("uploadId", id.to_string())]);
         let a = self.request("DELETE", bucket, key, &q, &[], Payload::Empty)?;
-        match expect_ok(a, None) {
-            Err(e) if e.kind == ErrorKind::NoSuchUpload => Ok(()),
-            r => r.map(drop),
-        }
+        expect_ok(a, None).map(drop)
     }
 }
 

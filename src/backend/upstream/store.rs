@@ -15,7 +15,7 @@ use super::client::{Client, Head};
 use super::http::{Answer, Payload};
 use crate::backend::{
     Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result, Uploads,
+    ObjectWriter, Result, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
 };
 
 /// ListObjectsV2 page size.
@@ -63,6 +63,20 @@ impl Upstream {
         }
     }
 
+    /// HEAD of the upstream's `b`/`k`, which is our `bucket`'s object. A HEAD's 404 does
+    /// not say what is missing, the bucket or the key: a missing bucket is told apart.
+    fn head(&self, bucket: &str, b: &str, k: &str) -> Result<Head> {
+        match self.client.head(b, k) {
+            Err(e) if e.kind == ErrorKind::NotFound && !self.bucket_exists(bucket)? => {
+                Err(BackendError::new(
+                    ErrorKind::NoSuchBucket,
+                    "The specified bucket does not exist.",
+                ))
+            }
+            r => r,
+        }
+    }
+
     /// Every page of a listing, as (objects, prefixes) with `prefix` taken off.
     fn list_all(&self, bucket: &str, prefix: &str) -> Result<(Vec<String>, Vec<String>)> {
         let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
@@ -93,6 +107,14 @@ fn info_of(head: &Head) -> ObjectInfo {
     let mut meta = ObjectMeta::default();
     let mut mtime = head.mtime;
     for (n, v) in &head.headers {
+        if let Some(alg) = n.strip_prefix("x-amz-checksum-") {
+            let name = match alg {
+                "type" => CHECKSUM_TYPE_KEY.to_string(),
+                alg => alg.to_ascii_uppercase(),
+            };
+            meta.checksums.push((name, v.clone()));
+            continue;
+        }
         match n.strip_prefix("x-amz-meta-") {
             Some(user) => {
                 if user == "mtime" {
@@ -126,7 +148,28 @@ fn float_seconds(v: &str) -> Option<SystemTime> {
         .then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
-/// The headers a PUT stores `meta` (and `mtime`) with.
+/// The headers a PUT stores `meta` (and `mtime`) with: the upstream checks the bytes it
+/// gets against the MD5 and the checksum we computed, and keeps the checksum.
+fn put_headers_checked(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
+    let mut h = put_headers(meta, mtime);
+    if meta.etag_alg == "MD5" {
+        if let Some(md5) = meta.etag.as_deref().and_then(crate::util::unhex) {
+            h.push(("content-md5".into(), crate::util::base64(&md5)));
+        }
+    }
+    for (n, v) in &meta.checksums {
+        if n != CHECKSUM_TYPE_KEY && n != CHECKSUM_ALGORITHM_KEY {
+            h.push((
+                format!("x-amz-checksum-{}", n.to_ascii_lowercase()),
+                v.clone(),
+            ));
+        }
+    }
+    h
+}
+
+/// The headers that store `meta` (and `mtime`) with an object: its system headers and user
+/// metadata.
 pub(super) fn put_headers(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = meta.headers.clone();
     for (n, v) in &meta.user {
@@ -228,12 +271,12 @@ impl Backend for Upstream {
 
     fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         let (b, k) = self.place(bucket, key);
-        Ok(info_of(&self.client.head(&b, &k)?))
+        Ok(info_of(&self.head(bucket, &b, &k)?))
     }
 
     fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
         let (b, k) = self.place(bucket, key);
-        let head = self.client.head(&b, &k)?;
+        let head = self.head(bucket, &b, &k)?;
         let info = info_of(&head);
         let body = Ranged {
             client: self.client.clone(),
@@ -245,6 +288,7 @@ impl Backend for Upstream {
             next_chunk: self.chunks.first,
             chunks: self.chunks,
             stream: None,
+            resumes: 0,
         };
         Ok(ObjectReader {
             info,
@@ -274,7 +318,10 @@ impl Backend for Upstream {
         let (objects, prefixes) = self.list_all(&b, &prefix)?;
         let mut out: Vec<DirEntry> = objects
             .into_iter()
-            .filter(|name| !name.is_empty())
+            // An object named like the folder itself is its marker (a key ending in `/`),
+            // listed with an empty name as the local backend lists one; at a bucket's root
+            // it is the marker that keeps a bucket below a bucket.
+            .filter(|name| !name.is_empty() || !dir.is_empty())
             .map(|name| DirEntry {
                 name,
                 is_dir: false,
@@ -293,6 +340,14 @@ impl Backend for Upstream {
         Some(self)
     }
 
+    fn part_sizes(&self, bucket: &str, key: &str, etag: &str, count: usize) -> Result<Vec<u64>> {
+        let (b, k) = self.place(bucket, key);
+        let etag = format!("\"{}\"", etag.trim_matches('"'));
+        (1..=count)
+            .map(|n| self.client.part_size(&b, &k, n, &etag))
+            .collect()
+    }
+
     fn set_meta(&self, _: &str, _: &str, _: &ObjectInfo, _: &ObjectMeta) -> Result<()> {
         // The upstream keeps the ETag itself: there is nothing to cache beside the object.
         Ok(())
@@ -304,7 +359,7 @@ impl Backend for Upstream {
         dst: (&str, &str),
     ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
         let (sb, sk) = self.place(src.0, src.1);
-        let info = info_of(&self.client.head(&sb, &sk)?);
+        let info = info_of(&self.head(src.0, &sb, &sk)?);
         let (db, dk) = self.place(dst.0, dst.1);
         let source = format!("/{sb}/{}", crate::util::uri_encode(&sk, true));
         Ok((
@@ -375,7 +430,7 @@ impl ObjectWriter for Writer<'_> {
         upstream.client.put(
             &bucket,
             &key,
-            &put_headers(meta, mtime),
+            &put_headers_checked(meta, mtime),
             Payload::File(&file, len),
         )?;
         Ok(info_of(&upstream.client.head(&bucket, &key)?))
@@ -407,6 +462,14 @@ impl Write for CopyWriter<'_> {
 impl ObjectWriter for CopyWriter<'_> {
     fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
         let mut headers = put_headers(meta, mtime);
+        // The upstream computes the copy's checksum with the algorithm asked for.
+        if let Some((alg, _)) = meta
+            .checksums
+            .iter()
+            .find(|(n, _)| n != CHECKSUM_TYPE_KEY && n != CHECKSUM_ALGORITHM_KEY)
+        {
+            headers.push(("x-amz-checksum-algorithm".into(), alg.clone()));
+        }
         headers.push(("x-amz-copy-source".into(), self.source.clone()));
         headers.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
         let c = &self.upstream.client;
@@ -427,6 +490,8 @@ struct Ranged {
     chunks: Chunks,
     /// The answer being read, and the bytes of it still to come.
     stream: Option<(Box<dyn Read + Send + Sync>, u64)>,
+    /// Answers cut short so far, each resumed with a new request from where it stopped.
+    resumes: u32,
 }
 
 impl Ranged {
@@ -465,29 +530,45 @@ impl Ranged {
 
 impl Read for Ranged {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.stream.is_none() {
-            self.fetch()?;
-        }
-        let Some((body, left)) = &mut self.stream else {
-            return Ok(0);
-        };
-        let want = (*left).min(buf.len() as u64) as usize;
-        let n = body.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the upstream's answer ended early",
-            ));
-        }
-        *left -= n as u64;
-        if *left == 0 {
+        loop {
+            if self.pos >= self.size || buf.is_empty() {
+                return Ok(0);
+            }
+            if self.stream.is_none() {
+                self.fetch()?;
+            }
+            let Some((body, left)) = &mut self.stream else {
+                return Ok(0);
+            };
+            let want = (*left).min(buf.len() as u64) as usize;
+            let error = match body.read(&mut buf[..want]) {
+                Ok(0) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the upstream's answer ended early",
+                ),
+                Ok(n) => {
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.stream = None;
+                    }
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) => e,
+            };
+            // Cut short: ask again from here, still pinned to the same ETag.
+            if self.resumes >= self.client.retries() {
+                return Err(error);
+            }
+            self.resumes += 1;
+            log::debug!(
+                "resuming {}/{} at {}: {error}",
+                self.bucket,
+                self.key,
+                self.pos
+            );
             self.stream = None;
         }
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 

@@ -112,11 +112,19 @@ fn storage(
     let Some(spec) = parse_spec(path).map_err(|e| format!("PATH: {e}"))? else {
         return Ok((Storage::Local(PathBuf::from(path)), Vec::new()));
     };
+    let mut missing = None;
     let file = match config_path(config, env) {
         Some(p) => match std::fs::read_to_string(&p) {
             Ok(text) => Some(ConfigFile::parse(&text)),
-            // rclone goes on with no remotes when its default file is missing.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => None,
+            // As rclone: a config file that is not there means no remotes (connection
+            // strings and variables still name them); one that cannot be read is an error.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing = Some(format!(
+                    "config file {:?} not found - using defaults",
+                    p.display().to_string()
+                ));
+                None
+            }
             Err(e) => return Err(format!("--config {}: {e}", p.display())),
         },
         None => None,
@@ -127,15 +135,15 @@ fn storage(
         "s3" => Some(s3_upstream(&mut remote, env)?),
         _ => None,
     };
-    let notes = remote
-        .options
-        .keys()
-        .map(|option| {
+    let notes = missing
+        .into_iter()
+        .filter(|_| config.is_some())
+        .chain(remote.options.keys().map(|option| {
             format!(
                 "{}: option {option:?} is not supported by s3serve for type {} and is ignored",
                 remote.label, remote.kind
             )
-        })
+        }))
         .collect();
     match remote.kind.as_str() {
         "local" => Ok((
@@ -616,9 +624,21 @@ mod tests {
         ]);
         let c = Config::from_args_env(&args(&["envdisk:/x"]), &env).unwrap();
         assert_eq!(c.storage, Storage::Local("/x".into()));
-        // An explicit --config that cannot be read is an error naming it.
+        // A --config that is not there names no remotes, as in rclone; connection strings
+        // still work without it.
         let e = Config::from_args_env(&args(&["--config=/nonexistent/r.conf", "disk:"]), &env)
             .unwrap_err();
+        assert!(e.contains("disk"), "{e}");
+        let c = Config::from_args_env(&args(&["--config=/nonexistent/r.conf", ":local:/y"]), &env)
+            .unwrap();
+        assert_eq!(c.storage, Storage::Local("/y".into()));
+        assert!(
+            c.storage_notes[0].contains("not found"),
+            "{:?}",
+            c.storage_notes
+        );
+        // One that cannot be read is an error naming it.
+        let e = Config::from_args_env(&args(&["--config=/", "disk:"]), &env).unwrap_err();
         assert!(e.starts_with("--config"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -557,6 +557,7 @@ fn read_entries(fd: &OwnedFd, dir: &str) -> Result<Vec<DirEntry>> {
             },
             is_dir,
             ino: entry.ino(),
+            facts: None,
         });
     }
     Ok(out)

@@ -175,11 +175,13 @@ impl Backend for MemoryBackend {
                     name: d.to_string(),
                     is_dir: true,
                     ino: 0,
+                    facts: None,
                 },
                 None => DirEntry {
                     name: rest.to_string(),
                     is_dir: false,
                     ino: 0,
+                    facts: None,
                 },
             };
             if out.last() != Some(&entry) {

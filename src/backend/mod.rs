@@ -118,12 +118,24 @@ pub trait RemovalWatch: Sync {
 }
 
 /// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DirEntry {
     pub name: String,
     pub is_dir: bool,
     /// The inode number where the backend has one, else 0.
     pub ino: u64,
+    /// An object's size, mtime and ETag, where the backend's listing gives them (an S3
+    /// upstream's does), so that no one has to stat it.
+    pub facts: Option<Facts>,
+}
+
+/// What a listing says of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Unquoted.
+    pub etag: Option<String>,
 }
 
 /// A streaming object write. Dropping it without `commit` discards everything written.

@@ -51,7 +51,15 @@ impl Listing {
                 name: if e.is_dir { e.name + "/" } else { e.name },
                 is_dir: e.is_dir,
                 ino: e.ino,
-                brief: OnceLock::new(),
+                // Facts the backend's listing gave need no stat.
+                brief: match e.facts {
+                    Some(f) => OnceLock::from(Some(Brief {
+                        size: f.size,
+                        mtime: f.mtime,
+                        etag: f.etag.map(Into::into),
+                    })),
+                    None => OnceLock::new(),
+                },
             })
             .collect();
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -147,6 +155,7 @@ mod tests {
             name: name.into(),
             is_dir,
             ino: 0,
+            facts: None,
         };
         Arc::new(Listing::new(
             vec![e("b", false), e("a", true), e("a-", false)],
@@ -190,6 +199,7 @@ mod tests {
                     name: i.to_string(),
                     is_dir: false,
                     ino: 0,
+                    facts: None,
                 })
                 .collect(),
             0,

@@ -351,3 +351,30 @@ fn multipart_through_a_gateway_is_the_upstreams_own_multipart() {
     let r = g.raw("GET", "/mpb/gone?uploadId=bogus", &[], b"");
     assert_eq!(r.code(), "NoSuchUpload");
 }
+
+#[test]
+fn listings_come_from_the_upstreams_listing_without_a_head_per_object() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("lst");
+    for k in ["a", "b", "d/c", "d/e"] {
+        assert_eq!(up.put("lst", k, k.as_bytes()).status, 200);
+    }
+    let proxy = crate::fault::FaultProxy::start(up.addr);
+    let g = gateway(proxy.addr, "");
+    let r = g.raw("GET", "/lst?list-type=2", &[], b"");
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    for k in ["a", "b", "d/c", "d/e"] {
+        assert!(t.contains(&format!("<Key>{k}</Key>")), "{t}");
+    }
+    assert!(
+        t.contains(&format!(
+            "<ETag>&quot;{}&quot;</ETag>",
+            crate::harness::md5_hex(b"d/c")
+        )),
+        "{t}"
+    );
+    let seen = proxy.plan().seen.clone();
+    assert!(seen.iter().all(|l| l.starts_with("GET ")), "{seen:?}");
+}

@@ -141,7 +141,11 @@ impl Client {
                 q.push(("upload-id-marker", u.clone()));
             }
             let a = self.request("GET", bucket, "", &query(&mut q), &[], Payload::Empty)?;
-            let doc = expect_ok(a, None)?.text(MAX_DOC)?;
+            let doc = match expect_ok(a, None) {
+                // rclone serve s3 says so when a bucket has no uploads.
+                Err(e) if e.kind == crate::backend::ErrorKind::NoSuchUpload => return Ok(out),
+                r => r?.text(MAX_DOC)?,
+            };
             let (page, next) = parse_uploads(&doc)?;
             let progressed = !page.is_empty();
             out.extend(page);

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::client::{Client, Head};
+use super::client::{Client, Head, Listed};
 use super::http::{Answer, Payload};
 use crate::backend::{
-    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, ObjectInfo, ObjectMeta, ObjectReader,
-    ObjectWriter, Result, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
+    Backend, BackendError, BucketInfo, DirEntry, ErrorKind, Facts, ObjectInfo, ObjectMeta,
+    ObjectReader, ObjectWriter, Result, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
 };
 
 /// ListObjectsV2 page size.
@@ -77,19 +77,18 @@ impl Upstream {
         }
     }
 
-    /// Every page of a listing, as (objects, prefixes) with `prefix` taken off.
-    fn list_all(&self, bucket: &str, prefix: &str) -> Result<(Vec<String>, Vec<String>)> {
+    /// Every page of a listing, as (objects, prefixes) with `prefix` taken off their keys.
+    fn list_all(&self, bucket: &str, prefix: &str) -> Result<(Vec<Listed>, Vec<String>)> {
         let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
         let mut token = None;
         loop {
             let page = self
                 .client
                 .list(bucket, prefix, Some("/"), token.as_deref(), PAGE)?;
-            objects.extend(
-                page.objects
-                    .into_iter()
-                    .filter_map(|o| o.key.strip_prefix(prefix).map(str::to_string)),
-            );
+            objects.extend(page.objects.into_iter().filter_map(|mut o| {
+                o.key = o.key.strip_prefix(prefix)?.to_string();
+                Some(o)
+            }));
             prefixes.extend(
                 page.prefixes
                     .into_iter()
@@ -148,10 +147,10 @@ fn float_seconds(v: &str) -> Option<SystemTime> {
         .then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
-/// The headers a PUT stores `meta` (and `mtime`) with: the upstream checks the bytes it
+/// The headers a PUT stores `meta` with: the upstream checks the bytes it
 /// gets against the MD5 and the checksum we computed, and keeps the checksum.
-fn put_headers_checked(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
-    let mut h = put_headers(meta, mtime);
+fn put_headers_checked(meta: &ObjectMeta) -> Vec<(String, String)> {
+    let mut h = put_headers(meta);
     if meta.etag_alg == "MD5" {
         if let Some(md5) = meta.etag.as_deref().and_then(crate::util::unhex) {
             h.push(("content-md5".into(), crate::util::base64(&md5)));
@@ -168,21 +167,13 @@ fn put_headers_checked(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(Str
     h
 }
 
-/// The headers that store `meta` (and `mtime`) with an object: its system headers and user
-/// metadata.
-pub(super) fn put_headers(meta: &ObjectMeta, mtime: Option<SystemTime>) -> Vec<(String, String)> {
+/// The headers that store `meta` with an object: its system headers and user metadata. The
+/// object's modification time is the upstream's to set: it is not made up as user metadata
+/// (clients that keep one, as rclone does, send their own `x-amz-meta-mtime`).
+pub(super) fn put_headers(meta: &ObjectMeta) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = meta.headers.clone();
     for (n, v) in &meta.user {
         h.push((format!("x-amz-meta-{n}"), v.clone()));
-    }
-    if let Some(t) = mtime {
-        if !meta.user.iter().any(|(n, _)| n == "mtime") {
-            let secs = t
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            h.push(("x-amz-meta-mtime".into(), format!("{secs:.9}")));
-        }
     }
     h
 }
@@ -321,17 +312,21 @@ impl Backend for Upstream {
             // An object named like the folder itself is its marker (a key ending in `/`),
             // listed with an empty name as the local backend lists one; at a bucket's root
             // it is the marker that keeps a bucket below a bucket.
-            .filter(|name| !name.is_empty() || !dir.is_empty())
-            .map(|name| DirEntry {
-                name,
-                is_dir: false,
-                ino: 0,
+            .filter(|o| !o.key.is_empty() || !dir.is_empty())
+            .map(|o| DirEntry {
+                facts: Some(Facts {
+                    size: o.size,
+                    mtime: o.mtime,
+                    etag: o.etag.map(|e| e.trim_matches('"').to_string()),
+                }),
+                name: o.key,
+                ..DirEntry::default()
             })
             .collect();
         out.extend(prefixes.into_iter().map(|p| DirEntry {
             name: p.trim_end_matches('/').to_string(),
             is_dir: true,
-            ino: 0,
+            ..DirEntry::default()
         }));
         Ok(out)
     }
@@ -417,7 +412,7 @@ impl Write for Writer<'_> {
 }
 
 impl ObjectWriter for Writer<'_> {
-    fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
+    fn commit(self: Box<Self>, meta: &ObjectMeta, _: Option<SystemTime>) -> Result<ObjectInfo> {
         let Writer {
             upstream,
             bucket,
@@ -430,7 +425,7 @@ impl ObjectWriter for Writer<'_> {
         upstream.client.put(
             &bucket,
             &key,
-            &put_headers_checked(meta, mtime),
+            &put_headers_checked(meta),
             Payload::File(&file, len),
         )?;
         Ok(info_of(&upstream.client.head(&bucket, &key)?))
@@ -460,8 +455,8 @@ impl Write for CopyWriter<'_> {
 }
 
 impl ObjectWriter for CopyWriter<'_> {
-    fn commit(self: Box<Self>, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
-        let mut headers = put_headers(meta, mtime);
+    fn commit(self: Box<Self>, meta: &ObjectMeta, _: Option<SystemTime>) -> Result<ObjectInfo> {
+        let mut headers = put_headers(meta);
         // The upstream computes the copy's checksum with the algorithm asked for.
         if let Some((alg, _)) = meta
             .checksums
@@ -476,6 +471,12 @@ impl ObjectWriter for CopyWriter<'_> {
         c.put(&self.bucket, &self.key, &headers, Payload::Empty)?;
         Ok(info_of(&c.head(&self.bucket, &self.key)?))
     }
+}
+
+/// The first byte of `bytes FIRST-LAST/SIZE`.
+fn range_start(v: &str) -> Option<u64> {
+    let v = v.trim().strip_prefix("bytes")?.trim_start();
+    v.split_once('-')?.0.trim().parse().ok()
 }
 
 /// An object read in ranged GETs as the reader asks for bytes.
@@ -511,11 +512,23 @@ impl Ranged {
                 self.etag.as_deref(),
             )
             .map_err(|e| io::Error::other(e.message))?;
-        let mut body = answer.body;
-        if answer.status == 200 {
-            // An upstream that ignores ranges sends the whole object: skip to ours.
-            io::copy(&mut (&mut body).take(self.pos), &mut io::sink())?;
+        // Where the answer's bytes start: as its Content-Range says, whatever the status
+        // (rclone serve s3 sends a range with 200); a 200 without one is the whole object.
+        let start = match (answer.header("content-range"), answer.status) {
+            (Some(v), _) => range_start(v).ok_or_else(|| {
+                io::Error::other(format!("the upstream's Content-Range {v:?} cannot be read"))
+            })?,
+            (None, 200) => 0,
+            (None, s) => return Err(io::Error::other(format!("a {s} without Content-Range"))),
+        };
+        if start > self.pos {
+            return Err(io::Error::other(format!(
+                "the upstream answered from byte {start}, not {}",
+                self.pos
+            )));
         }
+        let mut body = answer.body;
+        io::copy(&mut (&mut body).take(self.pos - start), &mut io::sink())?;
         self.stream = Some((body, len));
         self.next_chunk = match self.chunks.limit {
             0 => self.next_chunk.saturating_mul(2),
@@ -590,3 +603,17 @@ impl Seek for Ranged {
 }
 
 impl crate::backend::Body for Ranged {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_give_their_start() {
+        assert_eq!(range_start("bytes 2-5/16"), Some(2));
+        assert_eq!(range_start("bytes  10-15/16"), Some(10));
+        assert_eq!(range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(range_start("items 1-2/3"), None);
+        assert_eq!(range_start("bytes x-5/16"), None);
+    }
+}

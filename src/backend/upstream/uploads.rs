@@ -85,7 +85,7 @@ fn checksum_of(meta: &ObjectMeta, name: &str) -> Option<String> {
 impl Uploads for Upstream {
     fn create(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String> {
         let (b, k) = self.place(bucket, key);
-        let mut headers = put_headers(meta, None);
+        let mut headers = put_headers(meta);
         let wanted = checksum_of(meta, CHECKSUM_ALGORITHM_KEY).map(|alg| {
             let kind = checksum_of(meta, CHECKSUM_TYPE_KEY).unwrap_or("COMPOSITE".into());
             (alg, kind)

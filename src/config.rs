@@ -15,7 +15,7 @@ pub enum Storage {
     Local(PathBuf),
     Memory,
     /// An S3 store (a remote of type `s3`).
-    Upstream(UpstreamConfig),
+    Upstream(Box<UpstreamConfig>),
 }
 
 /// An S3 upstream as its remote's options describe it.
@@ -39,6 +39,9 @@ pub struct UpstreamConfig {
     /// `--vfs-read-chunk-size` and its limit (0: none).
     pub read_chunk: u64,
     pub read_chunk_limit: u64,
+    /// How writes are made: the remote's `acl`, `bucket_acl`, `location_constraint`,
+    /// `upload_cutoff` and `chunk_size`.
+    pub writes: crate::backend::upstream::Writes,
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +157,10 @@ fn storage(
             notes,
         )),
         "memory" => Ok((Storage::Memory, notes)),
-        "s3" => Ok((Storage::Upstream(upstream.expect("built above")), notes)),
+        "s3" => Ok((
+            Storage::Upstream(Box::new(upstream.expect("built above"))),
+            notes,
+        )),
         kind => Err(format!(
             "PATH: remote {}: type {kind:?} is not supported; s3serve serves local and memory \
              remotes",
@@ -188,6 +194,22 @@ fn s3_upstream(
     // rclone accepts these and so do we; they change nothing here (no bucket is checked
     // or created before an upload).
     take("no_check_bucket");
+    let size = |name: &str, v: Option<String>, default: u64| -> Result<u64, String> {
+        match v {
+            None => Ok(default),
+            Some(v) => crate::cli::parse_size(&v)
+                .map_err(|e| format!("PATH: remote {label}: {name}: {e}"))?
+                .ok_or_else(|| format!("PATH: remote {label}: {name} cannot be off")),
+        }
+    };
+    let acl = take("acl");
+    let writes = crate::backend::upstream::Writes {
+        bucket_acl: take("bucket_acl").or_else(|| acl.clone()),
+        acl,
+        location_constraint: take("location_constraint"),
+        upload_cutoff: size("upload_cutoff", take("upload_cutoff"), 200 << 20)?,
+        chunk_size: size("chunk_size", take("chunk_size"), 5 << 20)?.max(5 << 20),
+    };
     let mut keys = match (take("access_key_id"), take("secret_access_key")) {
         (Some(a), Some(s)) => Some((a, s)),
         (None, None) => None,
@@ -242,6 +264,7 @@ fn s3_upstream(
         timeout: Duration::from_secs(300),
         read_chunk: 128 << 20,
         read_chunk_limit: 0,
+        writes,
     })
 }
 
@@ -641,5 +664,71 @@ mod tests {
         let e = Config::from_args_env(&args(&["--config=/", "disk:"]), &env).unwrap_err();
         assert!(e.starts_with("--config"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn s3_remotes_take_their_options() {
+        let upstream = |path: &str, env: &[(&str, &str)]| {
+            let env: HashMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::from_args_env(&args(&[path]), &env).map(|c| match c.storage {
+                Storage::Upstream(u) => (*u, c.storage_notes),
+                other => panic!("{other:?}"),
+            })
+        };
+        let (u, notes) = upstream(
+            ":s3,provider=Minio,endpoint='http://h:9000',access_key_id=A,secret_access_key=S,\
+             acl=private,bucket_acl=public-read,location_constraint=eu-west-1,\
+             upload_cutoff=10Mi,chunk_size=8Mi,force_path_style=false,storage_class=GLACIER:b/p",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (u.endpoint.as_str(), u.path.as_str()),
+            ("http://h:9000", "b/p")
+        );
+        assert_eq!(u.keys, Some(("A".into(), "S".into())));
+        assert!(!u.path_style);
+        assert_eq!(u.writes.acl.as_deref(), Some("private"));
+        assert_eq!(u.writes.bucket_acl.as_deref(), Some("public-read"));
+        assert_eq!(u.writes.location_constraint.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            (u.writes.upload_cutoff, u.writes.chunk_size),
+            (10 << 20, 8 << 20)
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("storage_class")),
+            "{notes:?}"
+        );
+        // Defaults as rclone's; the object ACL serves buckets too when bucket_acl is unset.
+        let (u, _) = upstream(":s3,provider=Other,endpoint='http://h',acl=private:", &[]).unwrap();
+        assert_eq!(u.writes.bucket_acl.as_deref(), Some("private"));
+        assert_eq!(
+            (u.writes.upload_cutoff, u.writes.chunk_size),
+            (200 << 20, 5 << 20)
+        );
+        assert!(u.path_style && u.keys.is_none());
+        // RCLONE_S3_<OPT> fills in what the string leaves out; env_auth reads AWS_*.
+        let (u, _) = upstream(
+            ":s3,env_auth=true:",
+            &[
+                ("RCLONE_S3_REGION", "eu-central-1"),
+                ("AWS_ACCESS_KEY_ID", "EK"),
+                ("AWS_SECRET_ACCESS_KEY", "ES"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(u.region, "eu-central-1");
+        assert_eq!(u.endpoint, "https://s3.eu-central-1.amazonaws.com");
+        assert_eq!(u.keys, Some(("EK".into(), "ES".into())));
+        // Errors name the remote and the option.
+        let e = upstream(":s3,provider=Minio:", &[]).unwrap_err();
+        assert!(e.contains(":s3") && e.contains("endpoint"), "{e}");
+        let e = upstream(":s3,endpoint=http,access_key_id=A:", &[]).unwrap_err();
+        assert!(e.contains("secret_access_key"), "{e}");
+        let e = upstream(":s3,endpoint='http://h',upload_cutoff=lots:", &[]).unwrap_err();
+        assert!(e.contains("upload_cutoff"), "{e}");
     }
 }

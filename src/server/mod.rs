@@ -176,6 +176,7 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
         Client::new(http, endpoint, signer),
         &u.path,
         chunks,
+        u.writes.clone(),
         std::env::temp_dir(),
     ))
 }

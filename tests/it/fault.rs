@@ -21,9 +21,11 @@ pub struct Plan {
     pub cut_answers: Option<(usize, u32)>,
     /// Leave every request unanswered until the proxy stops.
     pub stall: bool,
+    /// When set, the faults above apply only to requests whose head contains this text.
+    pub only: Option<String>,
     /// Run once, before forwarding the first request whose head contains the text.
     pub before: Option<(String, Box<dyn FnOnce() + Send>)>,
-    /// The first line of every request seen.
+    /// The head of every request seen.
     pub seen: Vec<String>,
 }
 
@@ -130,18 +132,22 @@ fn serve(conn: TcpStream, upstream: SocketAddr, plan: &Mutex<Plan>, stopped: &At
     };
     let (fail, cut_request, cut_answer, stall, before) = {
         let mut p = plan.lock().unwrap();
-        p.seen.push(head.lines().next().unwrap_or("").to_string());
+        p.seen.push(head.clone());
         let hook = match &p.before {
             Some((needle, _)) if head.contains(needle.as_str()) => p.before.take().map(|b| b.1),
             _ => None,
         };
-        (
-            take(&mut p.fail),
-            take(&mut p.cut_requests),
-            take(&mut p.cut_answers),
-            p.stall,
-            hook,
-        )
+        if p.only.as_ref().is_some_and(|t| !head.contains(t.as_str())) {
+            (None, None, None, false, hook)
+        } else {
+            (
+                take(&mut p.fail),
+                take(&mut p.cut_requests),
+                take(&mut p.cut_answers),
+                p.stall,
+                hook,
+            )
+        }
     };
     if stall {
         while !stopped.load(Ordering::SeqCst) {

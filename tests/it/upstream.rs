@@ -27,7 +27,7 @@ fn objects_buckets_and_listings_round_trip() {
     let dir = TempDir::new();
     let s = start(config(&dir.0));
     let c = client(s.addr, SK, true);
-    c.create_bucket("upb").unwrap();
+    c.create_bucket("upb", None, None).unwrap();
     let meta = vec![
         ("content-type".to_string(), "text/plain".to_string()),
         ("x-amz-meta-note".to_string(), "hello".to_string()),
@@ -48,7 +48,11 @@ fn objects_buckets_and_listings_round_trip() {
         "upb",
         "dir/big",
         &[],
-        Payload::File(&file, big.len() as u64),
+        Payload::File {
+            file: &file,
+            offset: 0,
+            len: big.len() as u64,
+        },
     )
     .unwrap();
     c.put("upb", "top", &[], Payload::Empty).unwrap();
@@ -118,7 +122,7 @@ fn refusals_and_an_unreachable_upstream_are_told_apart_from_missing_objects() {
     let dir = TempDir::new();
     let s = start(config(&dir.0));
     let good = client(s.addr, SK, true);
-    good.create_bucket("upb").unwrap();
+    good.create_bucket("upb", None, None).unwrap();
     let bad = client(s.addr, "not-the-secret", true);
     assert_eq!(bad.head("upb", "k").unwrap_err().kind, ErrorKind::ReadOnly);
     // A port nothing listens on: never "no such key".
@@ -162,9 +166,10 @@ pub fn gateway_with(
         // Small chunks, so that a read takes several ranged requests.
         read_chunk: 100_000,
         read_chunk_limit: 400_000,
+        writes: Default::default(),
     };
     set(&mut u);
-    start(Config::for_tests(Storage::Upstream(u)))
+    start(Config::for_tests(Storage::Upstream(Box::new(u))))
 }
 
 #[test]
@@ -377,4 +382,62 @@ fn listings_come_from_the_upstreams_listing_without_a_head_per_object() {
     );
     let seen = proxy.plan().seen.clone();
     assert!(seen.iter().all(|l| l.starts_with("GET ")), "{seen:?}");
+}
+
+#[test]
+fn large_puts_go_up_in_parts_with_the_remotes_acl_and_location() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    let proxy = crate::fault::FaultProxy::start(up.addr);
+    let g = gateway_with(proxy.addr, "", |u| {
+        u.low_level_retries = 1;
+        u.writes.upload_cutoff = 1 << 20;
+        u.writes.acl = Some("private".into());
+        u.writes.bucket_acl = Some("public-read".into());
+        u.writes.location_constraint = Some("eu-west-1".into());
+    });
+    g.create_bucket("cut");
+    let head = proxy.plan().seen.last().unwrap().clone();
+    assert!(head.starts_with("PUT /cut "), "{head}");
+    assert!(head.contains("x-amz-acl: public-read"), "{head}");
+    // Under the cutoff: one PUT, with the object's ACL.
+    assert_eq!(g.put("cut", "small", &[7; 1000]).status, 200);
+    let seen = proxy.plan().seen.clone();
+    let head = seen
+        .iter()
+        .rfind(|h| h.starts_with("PUT /cut/small "))
+        .unwrap();
+    assert!(
+        head.contains("x-amz-acl: private") && head.contains("content-md5"),
+        "{head}"
+    );
+    // Over it: 5 MiB parts.
+    let body: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
+    let r = g.put("cut", "big", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("etag").unwrap().ends_with("-3\""),
+        "{:?}",
+        r.header("etag")
+    );
+    assert!(std::fs::read(dir.0.join("cut/big")).unwrap() == body);
+    let parts = proxy
+        .plan()
+        .seen
+        .iter()
+        .filter(|h| h.contains("partNumber="))
+        .count();
+    assert_eq!(parts, 3);
+    // A part that cannot go up aborts the upload: nothing is left behind.
+    proxy.plan().only = Some("partNumber=2".into());
+    proxy.plan().cut_requests = Some((100_000, 100));
+    let uploads_before = std::fs::read_dir(dir.0.join(".s3serve/uploads")).map_or(0, |d| d.count());
+    let r = g.put("cut", "failed", &body);
+    assert_eq!(r.status, 503, "{}", r.text());
+    proxy.plan().cut_requests = None;
+    assert!(!dir.0.join("cut/failed").exists());
+    let r = g.raw("GET", "/cut?uploads", &[], b"");
+    assert!(!r.text().contains("<Key>failed</Key>"), "{}", r.text());
+    let uploads_after = std::fs::read_dir(dir.0.join(".s3serve/uploads")).map_or(0, |d| d.count());
+    assert_eq!(uploads_after, uploads_before);
 }

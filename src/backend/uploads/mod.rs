@@ -29,8 +29,8 @@ pub struct UploadInfo {
     pub meta: ObjectMeta,
     /// Set once completed: the ETag of the object it produced.
     pub done_etag: Option<String>,
-    /// Whether the store keeps each part's checksum, so Complete can compare the ones it
-    /// names (an upstream without flexible checksums does not).
+    /// Whether the store lists each part's checksum, so Complete can compare the ones it
+    /// names (an upstream's listing may not; the upstream then checks them itself).
     pub part_checksums: bool,
 }
 

@@ -206,8 +206,28 @@ impl Client {
         expect_ok(a, None).map(drop)
     }
 
-    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
-        let a = self.request("PUT", bucket, "", "", &[], Payload::Empty)?;
+    /// Makes a bucket, with a canned ACL and in a region (LocationConstraint) if given.
+    pub fn create_bucket(
+        &self,
+        bucket: &str,
+        acl: Option<&str>,
+        location: Option<&str>,
+    ) -> Result<()> {
+        let headers: Vec<(String, String)> = acl
+            .map(|a| ("x-amz-acl".to_string(), a.to_string()))
+            .into_iter()
+            .collect();
+        let doc = location.map(|l| {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{l}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        });
+        let body = match &doc {
+            Some(d) => Payload::Bytes(d.as_bytes()),
+            None => Payload::Empty,
+        };
+        let a = self.request("PUT", bucket, "", "", &headers, body)?;
         expect_ok(a, None).map(drop)
     }
 

@@ -50,15 +50,19 @@ impl Answer {
     }
 }
 
-/// A request body: none, bytes, or the first `len` bytes of a file. Each can be sent again,
-/// so any request may be retried.
+/// A request body: none, bytes, or `len` bytes of a file from `offset`. Each can be sent
+/// again, so any request may be retried.
 pub enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    File(&'a File, u64),
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
 }
 
-/// Reads a file from its start with positioned reads, in large blocks, leaving the file's
+/// Reads part of a file with positioned reads, in large blocks, leaving the file's
 /// own offset alone, so every attempt of a request reads the same bytes.
 struct FileBody<'a> {
     file: &'a File,
@@ -136,11 +140,11 @@ impl Http {
             let result = match payload {
                 Payload::Empty => rq.call(),
                 Payload::Bytes(b) => rq.set("content-length", &b.len().to_string()).send(b),
-                Payload::File(file, len) => {
+                Payload::File { file, offset, len } => {
                     let body = FileBody {
                         file,
-                        pos: 0,
-                        end: len,
+                        pos: offset,
+                        end: offset + len,
                     };
                     rq.set("content-length", &len.to_string())
                         .send(io::BufReader::with_capacity(FILE_BLOCK, body))

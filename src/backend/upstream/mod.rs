@@ -7,4 +7,4 @@ pub mod multipart;
 mod store;
 mod uploads;
 
-pub use store::{Chunks, Upstream};
+pub use store::{Chunks, Upstream, Writes};

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::client::{Client, Head, Listed};
 use super::http::{Answer, Payload};
+use super::multipart::UpstreamPart;
 use crate::backend::{
     Backend, BackendError, BucketInfo, DirEntry, ErrorKind, Facts, ObjectInfo, ObjectMeta,
     ObjectReader, ObjectWriter, Result, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
@@ -29,19 +30,52 @@ pub struct Chunks {
     pub limit: u64,
 }
 
+/// How objects and buckets are written, from the remote's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Writes {
+    /// A canned ACL (`x-amz-acl`) for new objects, and for new buckets.
+    pub acl: Option<String>,
+    pub bucket_acl: Option<String>,
+    /// The region new buckets are made in (CreateBucket's LocationConstraint).
+    pub location_constraint: Option<String>,
+    /// Objects larger than this go up as multipart uploads of `chunk_size` parts (more
+    /// where 10,000 parts would not hold them), as rclone uploads them.
+    pub upload_cutoff: u64,
+    pub chunk_size: u64,
+}
+
+impl Default for Writes {
+    fn default() -> Writes {
+        Writes {
+            acl: None,
+            bucket_acl: None,
+            location_constraint: None,
+            upload_cutoff: 200 << 20,
+            chunk_size: 5 << 20,
+        }
+    }
+}
+
 pub struct Upstream {
     pub(super) client: Arc<Client>,
     /// The upstream bucket and key prefix (ending in `/`) our buckets live under, when
     /// served below a bucket.
     root: Option<(String, String)>,
     chunks: Chunks,
+    pub(super) writes: Writes,
     /// Where writes collect their bytes before they are sent.
     pub(super) scratch: PathBuf,
 }
 
 impl Upstream {
     /// `path`: what followed the remote's `:` (`""`, `bucket` or `bucket/prefix`).
-    pub fn new(client: Client, path: &str, chunks: Chunks, scratch: PathBuf) -> Upstream {
+    pub fn new(
+        client: Client,
+        path: &str,
+        chunks: Chunks,
+        writes: Writes,
+        scratch: PathBuf,
+    ) -> Upstream {
         let path = path.trim_matches('/');
         let root = (!path.is_empty()).then(|| match path.split_once('/') {
             Some((b, p)) => (b.to_string(), format!("{}/", p.trim_end_matches('/'))),
@@ -51,8 +85,24 @@ impl Upstream {
             client: Arc::new(client),
             root,
             chunks,
+            writes,
             scratch,
         }
+    }
+
+    /// The headers that store `meta` with an object: system headers, user metadata and the
+    /// remote's ACL. The object's modification time is the upstream's to set: it is not
+    /// made up as user metadata (clients that keep one, as rclone does, send their own
+    /// `x-amz-meta-mtime`).
+    pub(super) fn put_headers(&self, meta: &ObjectMeta) -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = meta.headers.clone();
+        for (n, v) in &meta.user {
+            h.push((format!("x-amz-meta-{n}"), v.clone()));
+        }
+        if let Some(acl) = &self.writes.acl {
+            h.push(("x-amz-acl".into(), acl.clone()));
+        }
+        h
     }
 
     /// Our `bucket`/`key` as the upstream's bucket and key.
@@ -61,6 +111,48 @@ impl Upstream {
             None => (bucket.to_string(), key.to_string()),
             Some((b, prefix)) => (b.clone(), format!("{prefix}{bucket}/{key}")),
         }
+    }
+
+    /// Stores the `len` bytes of `file` as a multipart upload of `chunk_size` parts (larger
+    /// where 10,000 would not hold them), each with its Content-MD5; the upload is aborted
+    /// if any part fails, so nothing is left behind.
+    fn put_in_parts(
+        &self,
+        b: &str,
+        k: &str,
+        headers: &[(String, String)],
+        file: &File,
+        len: u64,
+    ) -> Result<()> {
+        let part = self.writes.chunk_size.max(len.div_ceil(MAX_PARTS));
+        let id = self.client.create_upload(b, k, headers)?.id;
+        let sent = (0..len.div_ceil(part)).try_fold(Vec::new(), |mut parts, i| {
+            let (offset, n) = (i * part, part.min(len - i * part));
+            let md5 = md5_of(file, offset, n)?;
+            let number = i as u32 + 1;
+            let h = [("content-md5".to_string(), crate::util::base64(&md5))];
+            let body = Payload::File {
+                file,
+                offset,
+                len: n,
+            };
+            self.client.upload_part(b, k, &id, number, &h, body)?;
+            parts.push(UpstreamPart {
+                number,
+                etag: format!("\"{}\"", crate::util::hex(&md5)),
+                size: n,
+                mtime: UNIX_EPOCH,
+                checksum: None,
+            });
+            Ok::<_, BackendError>(parts)
+        });
+        let done = sent.and_then(|parts| self.client.complete_upload(b, k, &id, &parts));
+        if done.is_err() {
+            if let Err(e) = self.client.abort_upload(b, k, &id) {
+                log::warn!("aborting the upload of {b}/{k}: {e}");
+            }
+        }
+        done
     }
 
     /// HEAD of the upstream's `b`/`k`, which is our `bucket`'s object. A HEAD's 404 does
@@ -147,10 +239,10 @@ fn float_seconds(v: &str) -> Option<SystemTime> {
         .then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
-/// The headers a PUT stores `meta` with: the upstream checks the bytes it
-/// gets against the MD5 and the checksum we computed, and keeps the checksum.
-fn put_headers_checked(meta: &ObjectMeta) -> Vec<(String, String)> {
-    let mut h = put_headers(meta);
+/// Content-MD5 and the flexible checksum of `meta`, so that the upstream checks the bytes
+/// it gets against the ones we hashed, and keeps the checksum.
+fn check_headers(meta: &ObjectMeta) -> Vec<(String, String)> {
+    let mut h = Vec::new();
     if meta.etag_alg == "MD5" {
         if let Some(md5) = meta.etag.as_deref().and_then(crate::util::unhex) {
             h.push(("content-md5".into(), crate::util::base64(&md5)));
@@ -163,17 +255,6 @@ fn put_headers_checked(meta: &ObjectMeta) -> Vec<(String, String)> {
                 v.clone(),
             ));
         }
-    }
-    h
-}
-
-/// The headers that store `meta` with an object: its system headers and user metadata. The
-/// object's modification time is the upstream's to set: it is not made up as user metadata
-/// (clients that keep one, as rclone does, send their own `x-amz-meta-mtime`).
-pub(super) fn put_headers(meta: &ObjectMeta) -> Vec<(String, String)> {
-    let mut h: Vec<(String, String)> = meta.headers.clone();
-    for (n, v) in &meta.user {
-        h.push((format!("x-amz-meta-{n}"), v.clone()));
     }
     h
 }
@@ -202,7 +283,11 @@ impl Backend for Upstream {
 
     fn create_bucket(&self, bucket: &str) -> Result<()> {
         match &self.root {
-            None => self.client.create_bucket(bucket),
+            None => self.client.create_bucket(
+                bucket,
+                self.writes.bucket_acl.as_deref(),
+                self.writes.location_constraint.as_deref(),
+            ),
             // A folder on the upstream is only there while something is in it: a marker
             // keeps the new bucket listed until then.
             Some(_) => {
@@ -369,6 +454,31 @@ impl Backend for Upstream {
     }
 }
 
+/// S3's most parts in one upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The MD5 of `len` bytes of `file` from `offset`.
+fn md5_of(file: &File, offset: u64, len: u64) -> Result<[u8; 16]> {
+    use md5::Digest;
+    use std::os::unix::fs::FileExt;
+    let mut h = md5::Md5::new();
+    let mut buf = vec![0; (1 << 20).min(len as usize).max(1)];
+    let mut done = 0;
+    while done < len {
+        let want = buf.len().min((len - done) as usize);
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            return Err(BackendError::new(
+                ErrorKind::Io,
+                "the spooled body ended early",
+            ));
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(h.finalize().into())
+}
+
 /// An unnamed file for a write's bytes.
 pub(super) fn tempfile_in(dir: &Path) -> Result<File> {
     use rustix::fs::{Mode, OFlags};
@@ -422,12 +532,18 @@ impl ObjectWriter for Writer<'_> {
         } = *self;
         let file = adopted.unwrap_or(file);
         let len = file.metadata()?.len();
-        upstream.client.put(
-            &bucket,
-            &key,
-            &put_headers_checked(meta),
-            Payload::File(&file, len),
-        )?;
+        let mut headers = upstream.put_headers(meta);
+        if len > upstream.writes.upload_cutoff {
+            upstream.put_in_parts(&bucket, &key, &headers, &file, len)?;
+        } else {
+            headers.extend(check_headers(meta));
+            let body = Payload::File {
+                file: &file,
+                offset: 0,
+                len,
+            };
+            upstream.client.put(&bucket, &key, &headers, body)?;
+        }
         Ok(info_of(&upstream.client.head(&bucket, &key)?))
     }
 
@@ -456,7 +572,7 @@ impl Write for CopyWriter<'_> {
 
 impl ObjectWriter for CopyWriter<'_> {
     fn commit(self: Box<Self>, meta: &ObjectMeta, _: Option<SystemTime>) -> Result<ObjectInfo> {
-        let mut headers = put_headers(meta);
+        let mut headers = self.upstream.put_headers(meta);
         // The upstream computes the copy's checksum with the algorithm asked for.
         if let Some((alg, _)) = meta
             .checksums

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::http::Payload;
 use super::multipart::UpstreamPart;
-use super::store::{put_headers, tempfile_in, Upstream};
+use super::store::{tempfile_in, Upstream};
 use crate::backend::{
     Backend, BackendError, ErrorKind, ObjectInfo, ObjectMeta, ObjectWriter, PartInfo, PartWriter,
     Result, UploadInfo, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
@@ -85,7 +85,7 @@ fn checksum_of(meta: &ObjectMeta, name: &str) -> Option<String> {
 impl Uploads for Upstream {
     fn create(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String> {
         let (b, k) = self.place(bucket, key);
-        let mut headers = put_headers(meta);
+        let mut headers = self.put_headers(meta);
         let wanted = checksum_of(meta, CHECKSUM_ALGORITHM_KEY).map(|alg| {
             let kind = checksum_of(meta, CHECKSUM_TYPE_KEY).unwrap_or("COMPOSITE".into());
             (alg, kind)
@@ -117,7 +117,8 @@ impl Uploads for Upstream {
         }
         Ok(UploadInfo {
             id: id.to_string(),
-            part_checksums: u.checksum.is_some(),
+            // Not every upstream lists them (moto does not); each checks them on Complete.
+            part_checksums: false,
             bucket: u.bucket,
             key: u.key,
             initiated: SystemTime::now(),
@@ -291,7 +292,11 @@ impl PartWriter for Part<'_> {
             &upload.upstream,
             number,
             &headers,
-            Payload::File(&file, len),
+            Payload::File {
+                file: &file,
+                offset: 0,
+                len,
+            },
         )?;
         Ok(())
     }

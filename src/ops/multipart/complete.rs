@@ -226,17 +226,13 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
     rq.check_key()?;
     let info = upload(ctx, rq)?;
     let body = rq.read_xml_checked(false)?;
-    let mut wanted = parse_complete(&body)?;
-    if !info.part_checksums {
-        // The store cannot compare them (the parts' checksums were verified as they came).
-        wanted.iter_mut().for_each(|w| w.checksum = None);
-    }
+    let wanted = parse_complete(&body)?;
     if let Some(etag) = &info.done_etag {
         return retried_complete(ctx, rq, etag);
     }
     let condition = headers::write_condition(rq.headers)?;
     let alg = upload_alg(&info);
-    let stored = match ctx.vfs.parts(&info.id) {
+    let mut stored = match ctx.vfs.parts(&info.id) {
         // Gone from a store that keeps no record of completed uploads (an S3 upstream): a
         // retry of a Complete that went through is known by the object it made.
         Err(e) if e.kind == crate::vfs::ErrorKind::NoSuchUpload => {
@@ -245,6 +241,17 @@ pub fn complete_multipart_upload(ctx: &Ctx, rq: &mut Request) -> OpResult {
         }
         r => r?,
     };
+    if !info.part_checksums {
+        // A store that does not list its parts' checksums (an upstream, which checks them
+        // itself when it joins the parts) takes the ones claimed here; each was verified
+        // against its bytes as the part came in.
+        for p in &mut stored {
+            let claimed = wanted.iter().find(|w| w.number == Some(p.number));
+            if let Some((a, v)) = claimed.and_then(|w| w.checksum.as_ref()) {
+                p.checksum = Some((a.name().to_string(), v.clone()));
+            }
+        }
+    }
     let parts = check_parts(&wanted, &stored, alg)?;
     let etag = multipart_etag(&parts);
     let mut meta = info.meta.clone();

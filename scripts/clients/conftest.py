@@ -42,7 +42,12 @@ USE_RCLONE = os.environ.get("S3SERVE_RCLONE", "") not in ("", "0")
 S3SERVE_BIN = os.environ.get("S3SERVE_BIN", str(REPO / "target" / "release" / "s3serve"))
 AWS_BIN = os.environ.get("S3SERVE_AWS_BIN", str(REPO / ".venv" / "bin" / "aws"))
 
+# S3SERVE_UPSTREAM=s3serve or =rclone: every server is a gateway (s3serve serving an
+# `:s3,...:` remote) in front of that upstream, which serves the data directory.
+UPSTREAM = "" if USE_RCLONE else os.environ.get("S3SERVE_UPSTREAM", "")
+
 AK, SK = "AKID", "SECRET"
+UPSTREAM_AK, UPSTREAM_SK = "UPSTREAMKEY", "UPSTREAMSECRET"
 AK2, SK2 = "AKIDTWO", "SECRETTWO"
 REGION = "us-east-1"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -65,7 +70,10 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return f"s3serve clients suite: server = {'rclone serve s3 (' + RCLONE + ')' if USE_RCLONE else S3SERVE_BIN}"
+    server = f"rclone serve s3 ({RCLONE})" if USE_RCLONE else S3SERVE_BIN
+    if UPSTREAM:
+        server += f", a gateway in front of {UPSTREAM}"
+    return f"s3serve clients suite: server = {server}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,7 +109,16 @@ class Server:
         for ak, sk in self.auth:
             cmd += ["--auth-key", f"{ak},{sk}"]
         cmd += self.flags
-        cmd.append(str(self.data_dir))
+        self.upstream = None
+        if UPSTREAM:
+            self.upstream = Upstream(UPSTREAM, self.data_dir, workdir)
+            cmd.append(
+                f":s3,provider=Other,endpoint='{self.upstream.url}',"
+                f"access_key_id={UPSTREAM_AK},secret_access_key={UPSTREAM_SK}:"
+            )
+        else:
+            # As given: a remote's connection string is not a path (`http://` must stay).
+            cmd.append(str(data_dir))
         self.cmd = cmd
         # Flags come from the command line and ENV alone: RCLONE_* variables set flags.
         extra_env = env or {}
@@ -144,6 +161,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self.upstream:
+            self.upstream.stop()
         return self.proc.returncode
 
     def kill(self):
@@ -151,6 +170,8 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+        if self.upstream:
+            self.upstream.stop()
 
     def client(self, ak=AK, sk=SK, region=REGION, **config):
         return make_client(self.url, ak, sk, region, **config)
@@ -160,6 +181,54 @@ class Server:
 
     def bucket_path(self, bucket):
         return self.data_dir / bucket
+
+
+class Upstream:
+    """The S3 server a gateway fronts: s3serve or the reference rclone serve s3 on DATA_DIR."""
+
+    def __init__(self, kind, data_dir, workdir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        binary = {"s3serve": S3SERVE_BIN, "rclone": RCLONE}[kind]
+        cmd = [binary] + (["serve", "s3"] if kind == "rclone" else [])
+        cmd += ["--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{UPSTREAM_AK},{UPSTREAM_SK}"]
+        cmd.append(str(data_dir))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+        env["RCLONE_CONFIG"] = str(Path(workdir) / "upstream-rclone.conf")
+        self.log_path = Path(workdir) / f"upstream-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"upstream exited at start-up: {cmd}\n{self.log_path.read_text(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"upstream did not start: {cmd}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def upstream_cannot(kinds, why):
+    """Marks a test that the named upstreams (S3SERVE_UPSTREAM values) cannot pass through a
+    gateway, saying what they lack."""
+    return pytest.mark.skipif(UPSTREAM in kinds.split(), reason=f"{UPSTREAM} as the upstream: {why}")
+
+
+def local_only(why):
+    """Marks a test that cannot hold through a gateway (S3SERVE_UPSTREAM set), saying why."""
+    return pytest.mark.skipif(bool(UPSTREAM), reason=f"not through a gateway: {why}")
 
 
 def make_client(url, ak=AK, sk=SK, region=REGION, verify=None, **config):

@@ -6,6 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import (
+    upstream_cannot,
     err,
     expect_error,
     headers_of,
@@ -128,6 +129,7 @@ def test_put_object_missing_bucket(s3, data_dir):
     assert not (data_dir / name).exists()
 
 
+@upstream_cannot("rclone", "rclone serve s3 treats a file at its root as a bucket")
 def test_root_files_are_not_buckets(start_server):
     srv = start_server()
     (srv.data_dir / "rootfile").write_bytes(b"not a bucket")
@@ -217,6 +219,7 @@ def test_s3serve_names_never_listed(start_server):
     assert (srv.data_dir / "visible" / ".s3serve-hidden").read_bytes() == b"hidden"
 
 
+@upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
 def test_bucket_created_on_disk_visible_at_once(server, s3, data_dir):
     name = unique_bucket_name("oob")
     (data_dir / name).mkdir()
@@ -226,6 +229,7 @@ def test_bucket_created_on_disk_visible_at_once(server, s3, data_dir):
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]] == ["f.txt"]
 
 
+@upstream_cannot("rclone", "rclone serve s3 does not create a missing root")
 def test_server_creates_missing_root(start_server, tmp_path):
     root = tmp_path / "does" / "not" / "exist"
     srv = start_server(data_dir=root)

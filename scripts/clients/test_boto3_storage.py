@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import (
+    upstream_cannot,
     AK,
     SK,
     expect_error,
@@ -49,6 +50,7 @@ def test_file_created_on_disk_visible_at_once(s3, bucket, bpath):
     assert g["ETag"] == quoted_md5(b"written by cp")
 
 
+@upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
 def test_dir_created_on_disk_visible_at_once(s3, bucket, bpath):
     put(s3, bucket, "first", b"1")  # warm any cache of the bucket listing
     listed(s3, bucket)
@@ -59,6 +61,7 @@ def test_dir_created_on_disk_visible_at_once(s3, bucket, bpath):
     assert list(listed(s3, bucket, Prefix="newdir/")) == ["newdir/sub/a"]
 
 
+@upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
 def test_file_changed_on_disk_gets_fresh_etag(s3, bucket, bpath):
     put(s3, bucket, "chg", b"version one")
     assert s3.head_object(Bucket=bucket, Key="chg")["ETag"] == quoted_md5(b"version one")
@@ -95,6 +98,7 @@ def test_file_replaced_by_rename_on_disk(s3, bucket, bpath):
     assert s3.head_object(Bucket=bucket, Key="ren")["ETag"] == quoted_md5(b"new content")
 
 
+@upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
 def test_file_removed_on_disk(s3, bucket, bpath):
     put(s3, bucket, "rm/me", b"x")
     put(s3, bucket, "stay", b"y")
@@ -105,6 +109,7 @@ def test_file_removed_on_disk(s3, bucket, bpath):
     expect_error(404, "404", s3.head_object, Bucket=bucket, Key="rm/me")
 
 
+@upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
 def test_bucket_removed_on_disk(s3, bucket, bpath):
     put(s3, bucket, "x", b"x")
     shutil.rmtree(bpath)
@@ -122,6 +127,7 @@ def test_large_file_on_disk_etag(s3, bucket, bpath):
 # ---------------------------------------------------------------------------------- restart
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps Content-Type and user metadata in memory only")
 def test_metadata_survives_restart(start_server):
     srv = start_server()
     c = srv.client()

@@ -11,7 +11,7 @@ import zlib
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from conftest import AWS_BIN, AK, SK, expect_error, raw_request, unique_bucket_name
+from conftest import upstream_cannot, AWS_BIN, AK, SK, expect_error, raw_request, unique_bucket_name
 
 MIB = 1024 * 1024
 
@@ -99,6 +99,7 @@ def test_aws_cli_put_object_checksum_algorithm(server, bucket, data_dir, tmp_pat
     assert f"Checksum{alg}" in p.stdout, p.stdout + p.stderr
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 def test_multipart_composite_sha256(s3, bucket):
     mp = s3.create_multipart_upload(Bucket=bucket, Key="m", ChecksumAlgorithm="SHA256")
     uid = mp["UploadId"]
@@ -121,6 +122,7 @@ def test_multipart_composite_sha256(s3, bucket):
     assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "COMPOSITE"
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 def test_multipart_full_object_crc32_from_managed_upload(s3, bucket, tmp_path):
     data = os.urandom(12 * MIB + 77)
     src = tmp_path / "f"
@@ -136,6 +138,7 @@ def test_multipart_full_object_crc32_from_managed_upload(s3, bucket, tmp_path):
         assert value.endswith("-3")
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 def test_full_object_crc64nvme_multipart_is_the_whole_objects_crc(s3, bucket):
     mp = s3.create_multipart_upload(Bucket=bucket, Key="f", ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT")
     uid = mp["UploadId"]
@@ -181,6 +184,7 @@ def three_part_upload(s3, bucket, key, alg, kind):
     return uid, parts, datas
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 def test_complete_accepts_the_documented_full_object_crc32(s3, bucket):
     """The reproduction from the issue: A, B, C parts, and the whole object's CRC32 WgDhBQ==."""
     uid, parts, datas = three_part_upload(s3, bucket, "abc", "CRC32", "FULL_OBJECT")
@@ -190,6 +194,7 @@ def test_complete_accepts_the_documented_full_object_crc32(s3, bucket):
     assert done["ChecksumCRC32"] == "WgDhBQ==" and done["ChecksumType"] == "FULL_OBJECT"
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 @pytest.mark.parametrize("alg,kind", CHECKSUM_MODES)
 def test_complete_checks_the_claimed_object_checksum(s3, bucket, alg, kind):
     key = f"claimed-{alg}-{kind}"
@@ -337,6 +342,7 @@ def test_signed_streaming_uploads(server, bucket, data_dir):
     assert sorted(p.name for p in (data_dir / bucket).iterdir()) == ["signed", "trailer"]
 
 
+@upstream_cannot("rclone", "rclone serve s3 keeps no flexible checksums")
 def test_copy_keeps_or_computes_checksums(s3, bucket):
     body = os.urandom(20_000)
     s3.put_object(Bucket=bucket, Key="src", Body=body, ChecksumAlgorithm="CRC32C")

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import AK, AK2, SK, SK2, expect_error, make_client, unique_bucket_name
+from conftest import local_only, AK, AK2, SK, SK2, expect_error, make_client, unique_bucket_name
 
 
 def test_baseurl_works_with_auth_keys(start_server):
@@ -39,6 +39,7 @@ def test_baseurl_works_with_auth_keys(start_server):
         assert "404" in str(e)
 
 
+@local_only("file modes on disk are the upstream's")
 def test_file_and_dir_perms_with_umask(start_server):
     srv = start_server("--file-perms", "0640", "--dir-perms", "0750", "--umask", "0")
     s3 = srv.client()
@@ -135,6 +136,7 @@ def test_rclone_auth_key_variable_sets_the_keys(start_server):
     expect_error(403, None, srv.client(AK, "wrong").list_objects_v2, Bucket=b)
 
 
+@local_only("it checks --etag-hash through the ETag, which is the upstream's")
 def test_rclone_variables_and_the_command_line(start_server):
     """A variable sets a flag's default; the command line wins over it."""
     srv = start_server("--read-only=false", env={"RCLONE_READ_ONLY": "true", "RCLONE_ETAG_HASH": "SHA1"})
@@ -147,6 +149,7 @@ def test_rclone_variables_and_the_command_line(start_server):
     expect_error(403, "AccessDenied", ro.client().create_bucket, Bucket=unique_bucket_name("ro"))
 
 
+@local_only("it names its own remote to serve")
 def test_a_remote_from_the_config_file_is_served(start_server, tmp_path):
     """`name:path` names a remote of the rclone config file, as in rclone serve s3."""
     data = tmp_path / "disk"
@@ -160,6 +163,7 @@ def test_a_remote_from_the_config_file_is_served(start_server, tmp_path):
     assert (data / "remote-bkt" / "k").read_bytes() == b"through the remote"
 
 
+@local_only("it names its own remote to serve")
 def test_a_remote_set_in_the_environment_is_served(start_server, tmp_path):
     data = tmp_path / "envdisk"
     data.mkdir()

@@ -374,13 +374,11 @@ impl Backend for Upstream {
 
     fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         let (b, k) = self.place(bucket, key);
-        let file = tempfile_in(&self.scratch)?;
         Ok(Box::new(Writer {
             upstream: self,
             bucket: b,
             key: k,
-            file,
-            adopted: None,
+            bytes: Scratch::new(&self.scratch)?,
         }))
     }
 
@@ -480,7 +478,7 @@ fn md5_of(file: &File, offset: u64, len: u64) -> Result<[u8; 16]> {
 }
 
 /// An unnamed file for a write's bytes.
-pub(super) fn tempfile_in(dir: &Path) -> Result<File> {
+fn tempfile_in(dir: &Path) -> Result<File> {
     use rustix::fs::{Mode, OFlags};
     std::fs::create_dir_all(dir)?;
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
@@ -503,18 +501,52 @@ pub(super) fn tempfile_in(dir: &Path) -> Result<File> {
     }
 }
 
+/// The bytes of a write on their way up: written to a scratch file, or a spooled body taken
+/// whole in its place.
+pub(super) struct Scratch {
+    file: File,
+    adopted: Option<File>,
+}
+
+impl Scratch {
+    pub(super) fn new(dir: &Path) -> Result<Scratch> {
+        Ok(Scratch {
+            file: tempfile_in(dir)?,
+            adopted: None,
+        })
+    }
+
+    pub(super) fn adopt(&mut self, file: File) {
+        self.adopted = Some(file);
+    }
+
+    /// The file holding the bytes, and their length.
+    pub(super) fn finish(self) -> Result<(File, u64)> {
+        let file = self.adopted.unwrap_or(self.file);
+        let len = file.metadata()?.len();
+        Ok((file, len))
+    }
+}
+
+impl Write for Scratch {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 struct Writer<'a> {
     upstream: &'a Upstream,
     bucket: String,
     key: String,
-    file: File,
-    /// A spool file that holds the whole body, taken instead of what was written.
-    adopted: Option<File>,
+    bytes: Scratch,
 }
 
 impl Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        self.bytes.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -527,11 +559,9 @@ impl ObjectWriter for Writer<'_> {
             upstream,
             bucket,
             key,
-            file,
-            adopted,
+            bytes,
         } = *self;
-        let file = adopted.unwrap_or(file);
-        let len = file.metadata()?.len();
+        let (file, len) = bytes.finish()?;
         let mut headers = upstream.put_headers(meta);
         if len > upstream.writes.upload_cutoff {
             upstream.put_in_parts(&bucket, &key, &headers, &file, len)?;
@@ -548,7 +578,7 @@ impl ObjectWriter for Writer<'_> {
     }
 
     fn adopt(&mut self, file: File, _path: &Path) -> io::Result<bool> {
-        self.adopted = Some(file);
+        self.bytes.adopt(file);
         Ok(true)
     }
 }

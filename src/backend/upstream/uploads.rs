@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::http::Payload;
 use super::multipart::UpstreamPart;
-use super::store::{tempfile_in, Upstream};
+use super::store::{Scratch, Upstream};
 use crate::backend::{
     Backend, BackendError, ErrorKind, ObjectInfo, ObjectMeta, ObjectWriter, PartInfo, PartWriter,
     Result, UploadInfo, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
@@ -159,14 +159,11 @@ impl Uploads for Upstream {
         number: u32,
         _size: Option<u64>,
     ) -> Result<Box<dyn PartWriter + '_>> {
-        let upload = self.upload_id(id)?;
-        let file = tempfile_in(&self.scratch)?;
         Ok(Box::new(Part {
             upstream: self,
-            upload,
+            upload: self.upload_id(id)?,
             number,
-            file,
-            adopted: None,
+            bytes: Scratch::new(&self.scratch)?,
         }))
     }
 
@@ -250,13 +247,12 @@ struct Part<'a> {
     upstream: &'a Upstream,
     upload: UploadId,
     number: u32,
-    file: File,
-    adopted: Option<File>,
+    bytes: Scratch,
 }
 
 impl Write for Part<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        self.bytes.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -269,11 +265,9 @@ impl PartWriter for Part<'_> {
             upstream,
             upload,
             number,
-            file,
-            adopted,
+            bytes,
         } = *self;
-        let file = adopted.unwrap_or(file);
-        let len = file.metadata()?.len();
+        let (file, len) = bytes.finish()?;
         let mut headers = Vec::new();
         if let Some(md5) = util::unhex(md5_hex) {
             headers.push(("content-md5".to_string(), util::base64(&md5)));
@@ -302,7 +296,7 @@ impl PartWriter for Part<'_> {
     }
 
     fn adopt(&mut self, file: File, _path: &Path) -> io::Result<bool> {
-        self.adopted = Some(file);
+        self.bytes.adopt(file);
         Ok(true)
     }
 }

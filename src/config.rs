@@ -315,6 +315,14 @@ impl Config {
         }
         let etag = EtagAlg::parse(&a.etag_hash)
             .ok_or_else(|| format!("--etag-hash: unknown hash {:?}", a.etag_hash))?;
+        let mut storage_notes = storage_notes;
+        if matches!(storage, Storage::Upstream(_)) && etag != EtagAlg::Md5 {
+            storage_notes.push(
+                "--etag-hash is ignored: an S3 upstream's ETags are its own and are served as \
+                 they are"
+                    .into(),
+            );
+        }
         let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
         Ok(Config {
             storage,

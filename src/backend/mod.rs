@@ -223,6 +223,12 @@ pub trait Backend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Whether the ETags in the backend's metadata are the storage's own, to be served as
+    /// they are (an S3 upstream's), rather than computed here with `--etag-hash`.
+    fn keeps_etags(&self) -> bool {
+        false
+    }
+
     /// Multipart upload storage, where the backend has it.
     fn uploads(&self) -> Option<&dyn Uploads> {
         None

@@ -178,7 +178,10 @@ impl Vfs {
         match &info.meta {
             _ if self.etag == EtagAlg::None => true,
             Some(m) => {
-                m.etag.is_some() && (m.etag_alg == self.etag.name() || m.etag_alg == "MULTIPART")
+                m.etag.is_some()
+                    && (m.etag_alg == self.etag.name()
+                        || m.etag_alg == "MULTIPART"
+                        || self.backend.keeps_etags())
             }
             None => false,
         }

@@ -197,6 +197,7 @@ impl Upstream {
 fn info_of(head: &Head) -> ObjectInfo {
     let mut meta = ObjectMeta::default();
     let mut mtime = head.mtime;
+    let mut md5 = None;
     for (n, v) in &head.headers {
         if let Some(alg) = n.strip_prefix("x-amz-checksum-") {
             let name = match alg {
@@ -207,6 +208,7 @@ fn info_of(head: &Head) -> ObjectInfo {
             continue;
         }
         match n.strip_prefix("x-amz-meta-") {
+            Some(MD5_META) => md5 = Some(v.clone()),
             Some(user) => {
                 if user == "mtime" {
                     if let Some(t) = float_seconds(v) {
@@ -220,9 +222,14 @@ fn info_of(head: &Head) -> ObjectInfo {
     }
     if let Some(etag) = &head.etag {
         let etag = etag.trim_matches('"').to_string();
-        // A plain MD5, as S3 gives for single-part objects; anything else is kept as given.
-        let md5 = etag.len() == 32 && etag.bytes().all(|c| c.is_ascii_hexdigit());
-        meta.etag_alg = if md5 { "MD5" } else { "MULTIPART" }.to_string();
+        // A plain MD5, as S3 gives for single-part objects; anything else is kept as given,
+        // unless it is a PUT we sent up in parts, whose MD5 we recorded.
+        let plain = |e: &str| e.len() == 32 && e.bytes().all(|c| c.is_ascii_hexdigit());
+        let etag = match md5.filter(|m| plain(m) && !plain(&etag)) {
+            Some(m) => m.to_ascii_lowercase(),
+            None => etag,
+        };
+        meta.etag_alg = if plain(&etag) { "MD5" } else { "MULTIPART" }.to_string();
         meta.etag = Some(etag);
     }
     ObjectInfo {
@@ -230,6 +237,16 @@ fn info_of(head: &Head) -> ObjectInfo {
         mtime,
         meta: Some(meta),
     }
+}
+
+/// User metadata that records the MD5 of an object s3serve received in one PUT and sent up
+/// in parts (beyond `upload_cutoff`), so that its ETag stays the MD5 a single PUT has, as
+/// clients expect. Not shown as user metadata.
+const MD5_META: &str = "s3serve-md5";
+
+/// Whether an upstream ETag is a multipart one (`hex-N`), which a recorded MD5 may stand for.
+fn multipart_etag(etag: &str) -> bool {
+    etag.trim_matches('"').contains('-')
 }
 
 /// rclone's `x-amz-meta-mtime`: seconds since the epoch, with a fraction.
@@ -397,7 +414,9 @@ impl Backend for Upstream {
             // it is the marker that keeps a bucket below a bucket.
             .filter(|o| !o.key.is_empty() || !dir.is_empty())
             .map(|o| DirEntry {
-                facts: Some(Facts {
+                // A multipart ETag may stand for a recorded MD5 that only a HEAD shows: such
+                // an entry is looked at when a listing needs it.
+                facts: (!o.etag.as_deref().is_some_and(multipart_etag)).then(|| Facts {
                     size: o.size,
                     mtime: o.mtime,
                     etag: o.etag.map(|e| e.trim_matches('"').to_string()),
@@ -416,6 +435,10 @@ impl Backend for Upstream {
 
     fn uploads(&self) -> Option<&dyn Uploads> {
         Some(self)
+    }
+
+    fn keeps_etags(&self) -> bool {
+        true
     }
 
     fn part_sizes(&self, bucket: &str, key: &str, etag: &str, count: usize) -> Result<Vec<u64>> {
@@ -564,6 +587,9 @@ impl ObjectWriter for Writer<'_> {
         let (file, len) = bytes.finish()?;
         let mut headers = upstream.put_headers(meta);
         if len > upstream.writes.upload_cutoff {
+            if let Some(md5) = meta.etag.as_ref().filter(|_| meta.etag_alg == "MD5") {
+                headers.push((format!("x-amz-meta-{MD5_META}"), md5.clone()));
+            }
             upstream.put_in_parts(&bucket, &key, &headers, &file, len)?;
         } else {
             headers.extend(check_headers(meta));

@@ -209,6 +209,12 @@ fn s3_upstream(
         location_constraint: take("location_constraint"),
         upload_cutoff: size("upload_cutoff", take("upload_cutoff"), 200 << 20)?,
         chunk_size: size("chunk_size", take("chunk_size"), 5 << 20)?.max(5 << 20),
+        upload_concurrency: match take("upload_concurrency") {
+            None => 4,
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("PATH: remote {label}: upload_concurrency {v:?} is not a count")
+            })?,
+        },
     };
     let mut keys = match (take("access_key_id"), take("secret_access_key")) {
         (Some(a), Some(s)) => Some((a, s)),
@@ -689,7 +695,8 @@ mod tests {
         let (u, notes) = upstream(
             ":s3,provider=Minio,endpoint='http://h:9000',access_key_id=A,secret_access_key=S,\
              acl=private,bucket_acl=public-read,location_constraint=eu-west-1,\
-             upload_cutoff=10Mi,chunk_size=8Mi,force_path_style=false,storage_class=GLACIER:b/p",
+             upload_cutoff=10Mi,chunk_size=8Mi,upload_concurrency=2,force_path_style=false,\
+             storage_class=GLACIER:b/p",
             &[],
         )
         .unwrap();
@@ -706,6 +713,7 @@ mod tests {
             (u.writes.upload_cutoff, u.writes.chunk_size),
             (10 << 20, 8 << 20)
         );
+        assert_eq!(u.writes.upload_concurrency, 2);
         assert!(
             notes.iter().any(|n| n.contains("storage_class")),
             "{notes:?}"

@@ -8,7 +8,8 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::client::{Client, Head, Listed};
@@ -42,6 +43,8 @@ pub struct Writes {
     /// where 10,000 parts would not hold them), as rclone uploads them.
     pub upload_cutoff: u64,
     pub chunk_size: u64,
+    /// Parts of such an upload sent at once.
+    pub upload_concurrency: usize,
 }
 
 impl Default for Writes {
@@ -52,6 +55,7 @@ impl Default for Writes {
             location_constraint: None,
             upload_cutoff: 200 << 20,
             chunk_size: 5 << 20,
+            upload_concurrency: 4,
         }
     }
 }
@@ -114,8 +118,8 @@ impl Upstream {
     }
 
     /// Stores the `len` bytes of `file` as a multipart upload of `chunk_size` parts (larger
-    /// where 10,000 would not hold them), each with its Content-MD5; the upload is aborted
-    /// if any part fails, so nothing is left behind.
+    /// where 10,000 would not hold them), `upload_concurrency` at a time, each with its
+    /// Content-MD5; the upload is aborted if any part fails, so nothing is left behind.
     fn put_in_parts(
         &self,
         b: &str,
@@ -125,8 +129,9 @@ impl Upstream {
         len: u64,
     ) -> Result<()> {
         let part = self.writes.chunk_size.max(len.div_ceil(MAX_PARTS));
+        let count = len.div_ceil(part);
         let id = self.client.create_upload(b, k, headers)?.id;
-        let sent = (0..len.div_ceil(part)).try_fold(Vec::new(), |mut parts, i| {
+        let send = |i: u64| -> Result<UpstreamPart> {
             let (offset, n) = (i * part, part.min(len - i * part));
             let md5 = md5_of(file, offset, n)?;
             let number = i as u32 + 1;
@@ -137,16 +142,43 @@ impl Upstream {
                 len: n,
             };
             self.client.upload_part(b, k, &id, number, &h, body)?;
-            parts.push(UpstreamPart {
+            Ok(UpstreamPart {
                 number,
                 etag: format!("\"{}\"", crate::util::hex(&md5)),
                 size: n,
                 mtime: UNIX_EPOCH,
                 checksum: None,
-            });
-            Ok::<_, BackendError>(parts)
+            })
+        };
+        // `upload_concurrency` senders take the parts in turn; the first failure stops them.
+        let next = AtomicU64::new(0);
+        let outcome = Mutex::new(Ok(Vec::new()));
+        let senders = self
+            .writes
+            .upload_concurrency
+            .clamp(1, count.max(1) as usize);
+        std::thread::scope(|scope| {
+            for _ in 0..senders {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || lock(&outcome).is_err() {
+                        return;
+                    }
+                    let sent = send(i);
+                    let mut o = lock(&outcome);
+                    match (sent, o.as_mut()) {
+                        (Ok(p), Ok(parts)) => parts.push(p),
+                        (Err(e), Ok(_)) => *o = Err(e),
+                        (_, Err(_)) => {}
+                    }
+                });
+            }
         });
-        let done = sent.and_then(|parts| self.client.complete_upload(b, k, &id, &parts));
+        let sent = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+        let done = sent.and_then(|mut parts: Vec<UpstreamPart>| {
+            parts.sort_by_key(|p| p.number);
+            self.client.complete_upload(b, k, &id, &parts)
+        });
         if done.is_err() {
             if let Err(e) = self.client.abort_upload(b, k, &id) {
                 log::warn!("aborting the upload of {b}/{k}: {e}");
@@ -473,6 +505,11 @@ impl Backend for Upstream {
             }),
         ))
     }
+}
+
+/// A lock whose holder may have panicked: the value is still good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// S3's most parts in one upload.

@@ -296,6 +296,9 @@ def start_server(tmp_path):
     for srv in started:
         if srv.proc.poll() is None:
             srv.stop()
+        elif srv.upstream:
+            # A test killed the gateway itself: its upstream is still to be stopped.
+            srv.upstream.stop()
     for srv in started:
         if "panicked at" in srv.log():
             pytest.fail(f"server {srv.url} logged a panic:\n{srv.log()[-4000:]}")

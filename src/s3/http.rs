@@ -14,7 +14,8 @@ use tiny_http::{Header, StatusCode};
 
 use crate::ops::xml::XML_DECL;
 use crate::ops::{Body, Code, Response, S3Error};
-use crate::s3::spool::{SpoolDir, SpoolError};
+use crate::s3::growing::Growth;
+use crate::s3::spool::{SpoolDir, SpoolError, SpoolWriter};
 
 /// Read size for streamed response bodies.
 const RESPONSE_BUF: usize = 256 * 1024;
@@ -28,6 +29,8 @@ pub struct FileBody {
     pub file: std::fs::File,
     pub offset: u64,
     pub len: u64,
+    /// Set while a worker is still writing the file: how far it may be sent.
+    pub growing: Option<std::sync::Arc<Growth>>,
 }
 
 /// Where workers leave file bodies for relays. A worker writes the answer's head through
@@ -92,40 +95,66 @@ pub struct Handoff<'a> {
 /// does not read.
 const SPOOL_ANSWER_MIN: u64 = 128 * 1024;
 
-/// Writes `len` bytes of `reader` to a spool file and leaves it for the relay. `Ok(false)`
-/// when the spool has no room (nothing was read); an error once reading has begun.
-fn spool_answer(h: &Handoff<'_>, reader: &mut dyn Read, len: u64) -> std::io::Result<bool> {
-    let mut w = match h.scratch.start(Some(len), None, false) {
+/// A spool file left for the relay before it is written: the worker writes it after the
+/// answer's head, and the relay sends each part as it lands.
+struct Growing {
+    writer: SpoolWriter,
+    growth: std::sync::Arc<Growth>,
+    len: u64,
+}
+
+/// Starts a spool file for a `len`-byte answer and leaves it, growing, for the relay.
+/// `None` when the spool has no room, or the relay is gone (the answer then goes through
+/// tiny_http as it is read).
+fn start_growing(h: &Handoff<'_>, len: u64) -> Option<Growing> {
+    let writer = match h.scratch.start(Some(len), None, false) {
         Ok(w) => w,
-        Err(SpoolError::Full { .. }) => return Ok(false),
+        Err(SpoolError::Full { .. }) => return None,
         Err(SpoolError::Io(e)) => {
             log::warn!("spooling an answer: {e}");
-            return Ok(false);
+            return None;
         }
     };
-    let mut buf = vec![0u8; RESPONSE_BUF];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(RESPONSE_BUF as u64) as usize;
-        let n = reader.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        w.write(&buf[..n]).map_err(|e| match e {
-            SpoolError::Io(e) => e,
-            SpoolError::Full { .. } => std::io::Error::other("the spool is full"),
-        })?;
-        left -= n as u64;
-    }
-    let spooled = w.finish()?;
-    let file = spooled.file.try_clone()?;
+    let growth = std::sync::Arc::new(Growth::new().ok()?);
     let body = FileBody {
         seq: h.seq,
-        file,
+        file: writer.file()?.try_clone().ok()?,
         offset: 0,
         len,
+        growing: Some(growth.clone()),
     };
-    Ok(h.bodies.give(h.conn, body))
+    h.bodies.give(h.conn, body).then_some(Growing {
+        writer,
+        growth,
+        len,
+    })
+}
+
+impl Growing {
+    /// Writes the answer's bytes from `reader`, publishing each block as it lands. Stops
+    /// early once the relay has let the body go (its client left).
+    fn fill(mut self, reader: &mut dyn Read) -> std::io::Result<()> {
+        let mut buf = vec![0u8; RESPONSE_BUF];
+        let mut done = 0;
+        while done < self.len {
+            if std::sync::Arc::strong_count(&self.growth) == 1 {
+                return Ok(());
+            }
+            let want = (self.len - done).min(RESPONSE_BUF as u64) as usize;
+            let n = reader.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.writer.write(&buf[..n]).map_err(|e| match e {
+                SpoolError::Io(e) => e,
+                SpoolError::Full { .. } => std::io::Error::other("the spool is full"),
+            })?;
+            done += n as u64;
+            self.growth.advance(done);
+        }
+        self.writer.finish()?;
+        Ok(())
+    }
 }
 
 /// Bodies up to this size are sent together with the head in one write.
@@ -195,6 +224,7 @@ pub fn respond(
                         h.bodies.give(
                             h.conn,
                             FileBody {
+                                growing: None,
                                 seq,
                                 file,
                                 offset,
@@ -212,19 +242,17 @@ pub fn respond(
         }
         Body::Pending(rx) => return respond_pending(rq, status, &headers, rx, request_id),
     };
+    // A large answer that is not a file becomes one, so that no worker waits for the
+    // client to read it; the relay sends it as it is written, after the head.
+    let mut growing = None;
     let reader = match (reader, &handoff) {
-        // A large answer that is not a file becomes one, so that no worker waits for the
-        // client to read it.
-        (Some(mut r), Some(h)) if !is_head && len >= SPOOL_ANSWER_MIN => {
-            match spool_answer(h, &mut r, len) {
-                Ok(true) => None,
-                Ok(false) => Some(r),
-                Err(e) => {
-                    log::error!("{request_id}: spooling the answer: {e}");
-                    return internal_error(rq, request_id);
-                }
+        (Some(r), Some(h)) if !is_head && len >= SPOOL_ANSWER_MIN => match start_growing(h, len) {
+            Some(g) => {
+                growing = Some((g, r));
+                None
             }
-        }
+            None => Some(r),
+        },
         (r, _) => r,
     };
     let reader: Box<dyn Read + Send> = match reader {
@@ -245,6 +273,16 @@ pub fn respond(
     .with_chunked_threshold(usize::MAX);
     if let Err(e) = rq.respond(response) {
         log::debug!("{request_id}: client went away: {e}");
+    }
+    if let Some((g, mut r)) = growing {
+        let growth = g.growth.clone();
+        let filled = g.fill(&mut r);
+        if let Err(e) = &filled {
+            // The head is out: the relay cuts the connection, so the client sees a short
+            // answer, not a wrong one.
+            log::error!("{request_id}: reading the answer's body: {e}");
+        }
+        growth.end(filled.is_ok());
     }
     len
 }
@@ -428,6 +466,7 @@ mod tests {
         let bodies = FileBodies::default();
         let file = || std::fs::File::open("/dev/null").unwrap();
         let body = |seq| FileBody {
+            growing: None,
             seq,
             file: file(),
             offset: 0,

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod chunked;
 pub mod cors;
 pub mod form;
+pub mod growing;
 pub mod http;
 pub mod json;
 pub mod post;

@@ -200,3 +200,48 @@ fn a_get_whose_object_changes_between_chunks_never_mixes_versions() {
     let r = g.get("mix", "obj", &[]);
     assert!(r.status == 200 && r.body == new);
 }
+
+#[test]
+fn a_get_streams_while_the_upstream_is_still_sending() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("str");
+    let obj = data(1_500_000, 7);
+    assert_eq!(up.put("str", "obj", &obj).status, 200);
+    let proxy = FaultProxy::start(up.addr);
+    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 0);
+    // The second ranged request waits until the client has its first bytes.
+    let (go, wait) = crossbeam_channel::bounded::<()>(1);
+    proxy.plan().before = Some((
+        "bytes=100000-".into(),
+        Box::new(move || {
+            let _ = wait.recv_timeout(Duration::from_secs(60));
+        }),
+    ));
+    let mut s = TcpStream::connect(g.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /str/obj HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    let head_end = loop {
+        let n = s
+            .read(&mut buf)
+            .expect("the first bytes come before the whole object");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= i + 4 + 100_000 {
+                break i + 4;
+            }
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(got[head_end..head_end + 100_000] == obj[..100_000]);
+    go.send(()).unwrap();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got[head_end..] == obj[..]);
+}

@@ -207,6 +207,11 @@ impl SpoolWriter {
         self.written
     }
 
+    /// The file being written.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
+    }
+
     /// The whole body arrived: hands it over, positioned at its start.
     pub fn finish(mut self) -> io::Result<Spooled> {
         use std::io::Seek;

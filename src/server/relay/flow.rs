@@ -176,7 +176,10 @@ impl Relay<'_> {
         match self.side.raw_socket() {
             Some(sock) => {
                 while body.len > 0 {
-                    let chunk = body.len.min(1 << 30) as usize;
+                    let Some(ready) = ready(body)? else {
+                        return Ok(false);
+                    };
+                    let chunk = ready.min(1 << 30) as usize;
                     match rustix::fs::sendfile(sock, &body.file, Some(&mut body.offset), chunk) {
                         Ok(0) => return Err(io::Error::other("the file ended before its length")),
                         Ok(n) => {
@@ -199,7 +202,10 @@ impl Relay<'_> {
                     chunk.resize(TLS_FILE_CHUNK, 0);
                 }
                 while body.len > 0 {
-                    let n = body.len.min(TLS_FILE_CHUNK as u64) as usize;
+                    let Some(ready) = ready(body)? else {
+                        return Ok(false);
+                    };
+                    let n = ready.min(TLS_FILE_CHUNK as u64) as usize;
                     let got = body.file.read_at(&mut chunk[..n], body.offset)?;
                     if got == 0 {
                         return Err(io::Error::other("the file ended before its length"));
@@ -227,5 +233,19 @@ impl Relay<'_> {
         self.output.file = None;
         self.follow_answers()?;
         Ok(true)
+    }
+}
+
+/// How much of a file body can be sent now: all that is left, or, while a worker is still
+/// writing it, what is on disk (`None`: nothing yet). A worker that failed ends the answer.
+fn ready(body: &crate::s3::http::FileBody) -> io::Result<Option<u64>> {
+    use crate::s3::growing::Ready;
+    let Some(g) = &body.growing else {
+        return Ok(Some(body.len));
+    };
+    match g.ready(body.offset) {
+        Ready::Bytes(n) => Ok(Some(n.min(body.len))),
+        Ready::Wait => Ok(None),
+        Ready::Failed => Err(io::Error::other("the answer's body could not be read")),
     }
 }

@@ -210,8 +210,11 @@ impl Relay<'_> {
             if want_in || self.side.needs_read() {
                 client_ev |= PollFlags::IN;
             }
-            if self.output.start < self.output.end
-                || self.output.file.is_some()
+            // A file body a worker is still writing, with nothing more on disk yet: wait for
+            // the worker's signal, not for the socket (which would wake at once, and again).
+            let growth = self.waiting_growth();
+            if (self.output.start < self.output.end || self.output.file.is_some())
+                && growth.is_none()
                 || self.side.buffered()
             {
                 client_ev |= PollFlags::OUT;
@@ -238,7 +241,7 @@ impl Relay<'_> {
                 tv_sec: timeout.as_secs() as i64,
                 tv_nsec: timeout.subsec_nanos() as i64,
             };
-            let (cr, ir) = {
+            let (cr, ir, gr) = {
                 let cfd = self.side.fd();
                 let stop_ev = if self
                     .shared
@@ -250,28 +253,37 @@ impl Relay<'_> {
                     PollFlags::IN
                 };
                 let stop = PollFd::new(&self.shared.stop_signal, stop_ev);
-                let mut fds = [PollFd::from_borrowed_fd(cfd, client_ev), stop.clone(), stop];
-                let n = match &self.inner.stream {
-                    Some(inner) => {
-                        fds[2] = PollFd::new(inner, inner_ev);
-                        3
-                    }
-                    None => 2,
-                };
+                let mut fds = [
+                    PollFd::from_borrowed_fd(cfd, client_ev),
+                    stop.clone(),
+                    stop.clone(),
+                    stop,
+                ];
+                let mut n = 2;
+                let inner_at = self.inner.stream.as_ref().map(|inner| {
+                    fds[n] = PollFd::new(inner, inner_ev);
+                    n += 1;
+                    n - 1
+                });
+                let growth_at = growth.as_ref().map(|g| {
+                    fds[n] = PollFd::from_borrowed_fd(g.fd(), PollFlags::IN);
+                    n += 1;
+                    n - 1
+                });
                 match poll(&mut fds[..n], Some(&ts)) {
                     Ok(_) => {}
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => return Err(e.into()),
                 }
-                (
-                    fds[0].revents(),
-                    if n == 3 {
-                        fds[2].revents()
-                    } else {
-                        PollFlags::empty()
-                    },
-                )
+                let ev = |at: Option<usize>| at.map_or(PollFlags::empty(), |i| fds[i].revents());
+                (fds[0].revents(), ev(inner_at), ev(growth_at))
             };
+            if !gr.is_empty() {
+                if let Some(g) = &growth {
+                    g.drain();
+                }
+                self.write_client()?;
+            }
             let hup = PollFlags::HUP | PollFlags::ERR;
             if cr.intersects(PollFlags::IN | hup) && (want_in || self.side.needs_read()) {
                 self.read_client()?;
@@ -292,6 +304,15 @@ impl Relay<'_> {
                 }
             }
         }
+    }
+
+    /// The file body being sent, when everything before it is out and the worker writing
+    /// it has put nothing more on disk yet.
+    fn waiting_growth(&self) -> Option<std::sync::Arc<crate::s3::growing::Growth>> {
+        let body = self.output.file.as_ref()?;
+        let g = body.growing.as_ref()?;
+        let head_sent = self.output.start >= self.output.file_at;
+        (head_sent && g.ready(body.offset) == crate::s3::growing::Ready::Wait).then(|| g.clone())
     }
 
     /// Between requests, with nothing in flight in either direction.

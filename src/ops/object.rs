@@ -30,13 +30,20 @@ pub fn head_object(ctx: &Ctx, rq: &mut Request) -> OpResult {
 fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
     rq.check_key()?;
     let not_found = |e| S3Error::from(e).with_resource(rq.resource());
-    let mut reader = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+    // A HEAD needs no bytes: it asks the storage only for the object's facts.
+    let (mut info, body) = match with_body {
+        true => {
+            let r = ctx.vfs.open(&rq.bucket, &rq.key).map_err(not_found)?;
+            (r.info, Some(r.body))
+        }
+        false => (ctx.vfs.stat(&rq.bucket, &rq.key).map_err(not_found)?, None),
+    };
     if rq.query.has("partNumber") {
         ctx.vfs
-            .fill_parts(&rq.bucket, &rq.key, &mut reader.info)
+            .fill_parts(&rq.bucket, &rq.key, &mut info)
             .map_err(S3Error::from)?;
     }
-    let info = &reader.info;
+    let info = &info;
     let part = part_range(rq, info)?;
     match headers::evaluate(rq.headers, &GET_CONDS, info) {
         Precondition::Failed => {
@@ -76,10 +83,9 @@ fn read_object(ctx: &Ctx, rq: &mut Request, with_body: bool) -> OpResult {
             format!("bytes {}-{}/{}", start, start + len - 1, info.size),
         );
     }
-    if !with_body {
+    let Some(mut body) = body else {
         return Ok(resp.with_body(Body::Stream(Box::new(std::io::empty()), len)));
-    }
-    let mut body = reader.body;
+    };
     if start > 0 {
         body.seek(SeekFrom::Start(start))
             .map_err(|e| S3Error::from(crate::vfs::BackendError::from(e)))?;

@@ -210,7 +210,7 @@ fn a_get_streams_while_the_upstream_is_still_sending() {
     assert_eq!(up.put("str", "obj", &obj).status, 200);
     let proxy = FaultProxy::start(up.addr);
     let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 0);
-    // The second ranged request waits until the client has its first bytes.
+    // The second ranged request waits until the client has the first chunk.
     let (go, wait) = crossbeam_channel::bounded::<()>(1);
     proxy.plan().before = Some((
         "bytes=100000-".into(),

@@ -457,3 +457,29 @@ fn large_puts_go_up_in_parts_with_the_remotes_acl_and_location() {
     let uploads_after = std::fs::read_dir(dir.0.join(".s3serve/uploads")).map_or(0, |d| d.count());
     assert_eq!(uploads_after, uploads_before);
 }
+
+#[test]
+fn a_head_is_one_upstream_head() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("one");
+    let crc = [("x-amz-checksum-crc32", "R5SCIQ==")];
+    assert_eq!(up.put_with("one", "k", b"small body", &crc).status, 200);
+    assert_eq!(up.put("one", "empty", b"").status, 200);
+    let proxy = crate::fault::FaultProxy::start(up.addr);
+    let g = gateway(proxy.addr, "");
+    let r = g.head("one", "k");
+    assert_eq!(r.header("content-length"), Some("10"));
+    let seen = proxy.plan().seen.clone();
+    assert!(seen.len() == 1 && seen[0].starts_with("HEAD "), "{seen:?}");
+    // The whole object's checksum comes with it.
+    let r = g.get("one", "k", &[("x-amz-checksum-mode", "ENABLED")]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"small body"[..]));
+    assert_eq!(r.header("x-amz-checksum-crc32"), Some("R5SCIQ=="));
+    let r = g.get("one", "empty", &[]);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let r = g.get("one", "k", &[("range", "bytes=6-9")]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"body"[..]));
+    assert_eq!(g.get("one", "missing", &[]).code(), "NoSuchKey");
+    assert_eq!(g.get("nobucket", "k", &[]).code(), "NoSuchBucket");
+}

@@ -391,7 +391,7 @@ fn head_of(a: &Answer) -> Result<Head> {
     let size = a
         .header("content-length")
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad_answer("a HEAD without Content-Length"))?;
+        .ok_or_else(|| bad_answer("an answer without Content-Length"))?;
     let mtime = a
         .header("last-modified")
         .and_then(util::parse_http_date)

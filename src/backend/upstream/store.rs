@@ -401,6 +401,8 @@ impl Backend for Upstream {
 
     fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
         let (b, k) = self.place(bucket, key);
+        // A HEAD first, not a peeking GET: a ranged answer carries no checksum, and the
+        // reader may want bytes far from the start.
         let head = self.head(bucket, &b, &k)?;
         let info = info_of(&head);
         let body = Ranged {

@@ -207,7 +207,9 @@ fn s3_upstream(
         bucket_acl: take("bucket_acl").or_else(|| acl.clone()),
         acl,
         location_constraint: take("location_constraint"),
-        upload_cutoff: size("upload_cutoff", take("upload_cutoff"), 200 << 20)?,
+        // Unlike rclone, a PUT stays one PUT unless the remote sets a cutoff: the client's
+        // shape, and the ETag it was told, are the upstream's too.
+        upload_cutoff: size("upload_cutoff", take("upload_cutoff"), u64::MAX)?,
         chunk_size: size("chunk_size", take("chunk_size"), 5 << 20)?.max(5 << 20),
         upload_concurrency: match take("upload_concurrency") {
             None => 4,
@@ -718,12 +720,13 @@ mod tests {
             notes.iter().any(|n| n.contains("storage_class")),
             "{notes:?}"
         );
-        // Defaults as rclone's; the object ACL serves buckets too when bucket_acl is unset.
+        // No cutoff unless one is set; the object ACL serves buckets too when bucket_acl is
+        // unset.
         let (u, _) = upstream(":s3,provider=Other,endpoint='http://h',acl=private:", &[]).unwrap();
         assert_eq!(u.writes.bucket_acl.as_deref(), Some("private"));
         assert_eq!(
             (u.writes.upload_cutoff, u.writes.chunk_size),
-            (200 << 20, 5 << 20)
+            (u64::MAX, 5 << 20)
         );
         assert!(u.path_style && u.keys.is_none());
         // RCLONE_S3_<OPT> fills in what the string leaves out; env_auth reads AWS_*.

@@ -40,7 +40,8 @@ pub struct Writes {
     /// The region new buckets are made in (CreateBucket's LocationConstraint).
     pub location_constraint: Option<String>,
     /// Objects larger than this go up as multipart uploads of `chunk_size` parts (more
-    /// where 10,000 parts would not hold them), as rclone uploads them.
+    /// where 10,000 parts would not hold them), as rclone uploads them. No cutoff unless
+    /// the remote sets one: a PUT keeps the client's shape.
     pub upload_cutoff: u64,
     pub chunk_size: u64,
     /// Parts of such an upload sent at once.
@@ -53,7 +54,7 @@ impl Default for Writes {
             acl: None,
             bucket_acl: None,
             location_constraint: None,
-            upload_cutoff: 200 << 20,
+            upload_cutoff: u64::MAX,
             chunk_size: 5 << 20,
             upload_concurrency: 4,
         }

@@ -357,17 +357,21 @@ pub(super) fn expect_ok(a: Answer, missing: Option<ErrorKind>) -> Result<Answer>
         let doc = a.text(MAX_DOC).unwrap_or_default();
         crate::xml::leaves(&doc)
             .ok()
-            .and_then(|l| {
-                l.into_iter()
-                    .find(|l| l.path.last().is_some_and(|n| n == "Code"))
-            })
-            .map(|l| l.text)
+            .and_then(|l| error_code(&l).map(str::to_string))
             .unwrap_or_default()
     };
     Err(BackendError::new(
         error_kind(status, &code, missing),
         format!("the upstream answered {status} {code}"),
     ))
+}
+
+/// The `Code` of an S3 error document, as its leaves.
+pub(super) fn error_code(leaves: &[crate::xml::Leaf]) -> Option<&str> {
+    leaves
+        .iter()
+        .find(|l| l.path.last().is_some_and(|n| n == "Code"))
+        .map(|l| l.text.as_str())
 }
 
 /// The backend error an upstream's status and error code stand for.

@@ -147,7 +147,11 @@ impl Http {
                         end: offset + len,
                     };
                     rq.set("content-length", &len.to_string())
-                        .send(io::BufReader::with_capacity(FILE_BLOCK, body))
+                        // A small body gets a small buffer, not the whole block.
+                        .send(io::BufReader::with_capacity(
+                            (len.max(1) as usize).min(FILE_BLOCK),
+                            body,
+                        ))
                 }
             };
             let retry = match result {

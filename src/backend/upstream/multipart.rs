@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::client::{bad_answer, error_kind, expect_ok, Client, MAX_DOC};
+use super::client::{bad_answer, error_code, error_kind, expect_ok, Client, MAX_DOC};
 use super::http::Payload;
 use crate::backend::{BackendError, Result};
 use crate::util;
@@ -190,11 +190,7 @@ impl Client {
         let answer = expect_ok(a, None)?.text(MAX_DOC)?;
         let leaves = crate::xml::leaves(&answer).map_err(bad_answer)?;
         if leaves.first().is_some_and(|l| l.path[0] == "Error") {
-            let code = leaves
-                .iter()
-                .find(|l| l.path.last().is_some_and(|n| n == "Code"))
-                .map(|l| l.text.as_str())
-                .unwrap_or("InternalError");
+            let code = error_code(&leaves).unwrap_or("InternalError");
             return Err(BackendError::new(
                 error_kind(500, code, None),
                 format!("the upstream's Complete failed: {code}"),

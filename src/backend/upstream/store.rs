@@ -136,7 +136,7 @@ impl Upstream {
             let (offset, n) = (i * part, part.min(len - i * part));
             let md5 = md5_of(file, offset, n)?;
             let number = i as u32 + 1;
-            let h = [("content-md5".to_string(), crate::util::base64(&md5))];
+            let h = [md5_header(&md5)];
             let body = Payload::File {
                 file,
                 offset,
@@ -289,21 +289,31 @@ fn float_seconds(v: &str) -> Option<SystemTime> {
         .then(|| UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
+/// `Content-MD5` of a binary MD5: the upstream refuses bytes that do not match it.
+pub(super) fn md5_header(md5: &[u8]) -> (String, String) {
+    ("content-md5".into(), crate::util::base64(md5))
+}
+
+/// `x-amz-checksum-<alg>` with its base64 value (`alg` as `CRC32`, …).
+pub(super) fn checksum_header(alg: &str, value: &str) -> (String, String) {
+    (
+        format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
+        value.to_string(),
+    )
+}
+
 /// Content-MD5 and the flexible checksum of `meta`, so that the upstream checks the bytes
 /// it gets against the ones we hashed, and keeps the checksum.
 fn check_headers(meta: &ObjectMeta) -> Vec<(String, String)> {
     let mut h = Vec::new();
     if meta.etag_alg == "MD5" {
         if let Some(md5) = meta.etag.as_deref().and_then(crate::util::unhex) {
-            h.push(("content-md5".into(), crate::util::base64(&md5)));
+            h.push(md5_header(&md5));
         }
     }
     for (n, v) in &meta.checksums {
         if n != CHECKSUM_TYPE_KEY && n != CHECKSUM_ALGORITHM_KEY {
-            h.push((
-                format!("x-amz-checksum-{}", n.to_ascii_lowercase()),
-                v.clone(),
-            ));
+            h.push(checksum_header(n, v));
         }
     }
     h

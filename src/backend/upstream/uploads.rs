@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::http::Payload;
 use super::multipart::UpstreamPart;
-use super::store::{Scratch, Upstream};
+use super::store::{checksum_header, md5_header, Scratch, Upstream};
 use crate::backend::{
     Backend, BackendError, ErrorKind, ObjectInfo, ObjectMeta, ObjectWriter, PartInfo, PartWriter,
     Result, UploadInfo, Uploads, CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY,
@@ -270,13 +270,10 @@ impl PartWriter for Part<'_> {
         let (file, len) = bytes.finish()?;
         let mut headers = Vec::new();
         if let Some(md5) = util::unhex(md5_hex) {
-            headers.push(("content-md5".to_string(), util::base64(&md5)));
+            headers.push(md5_header(&md5));
         }
         if let (Some((alg, value)), Some(_)) = (checksum, &upload.checksum) {
-            headers.push((
-                format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
-                value.to_string(),
-            ));
+            headers.push(checksum_header(alg, value));
         }
         let (b, k) = upstream.upload_place(&upload);
         // With Content-MD5 the upstream checks the bytes it got against the ones we hashed.

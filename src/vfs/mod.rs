@@ -5,6 +5,7 @@
 //! empty-directory cleanup policy. Every key is checked here (see [`key::check`]) before it
 //! reaches a backend, whichever operation brought it. It speaks no S3 and knows no sockets.
 
+pub mod cache;
 pub mod checksum;
 pub mod dircache;
 pub mod hash;

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod json;
 pub mod logger;
 pub mod ops;
 pub mod s3;

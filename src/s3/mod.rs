@@ -11,7 +11,6 @@ pub mod cors;
 pub mod form;
 pub mod growing;
 pub mod http;
-pub mod json;
 pub mod post;
 pub mod relayed;
 pub mod route;

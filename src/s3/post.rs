@@ -8,10 +8,10 @@
 use std::io::{self, Read};
 use std::time::SystemTime;
 
+use crate::json::{parse_json, Json};
 use crate::ops::{self, Code, Ctx, Headers, OpResult, Query, Response, S3Error};
 use crate::s3::auth::{signing_key, unknown_key, verify_mac, verify_policy_v2, Keys};
 use crate::s3::form::{self, FormReader};
-use crate::s3::json::{parse_json, Json};
 use crate::util;
 
 /// Form fields before the file may add up to this much (S3's limit is 20 KB).

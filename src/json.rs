@@ -1,6 +1,7 @@
-//! A small JSON reader: just enough for POST policies (objects, arrays, strings with escapes,
-//! numbers, booleans, null), with a nesting limit. No JSON crate is on the dependency list,
-//! and policies are tiny.
+//! A small JSON reader: just enough for POST policies and, next, cache metadata (objects,
+//! arrays, strings with escapes, numbers, booleans, null), with a nesting limit. No JSON
+//! crate is on the dependency list, and the documents are tiny. Crate level, so that the
+//! front and the Vfs can both use it.
 
 /// A minimal JSON value: enough for POST policies.
 #[derive(Debug, Clone, PartialEq)]

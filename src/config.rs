@@ -77,6 +77,10 @@ pub struct Config {
     pub multipart_max_uploads: usize,
     /// How long directory listings are reused while their directory is unchanged.
     pub dir_cache_time: std::time::Duration,
+    /// The file cache, unless `--vfs-cache-mode off`.
+    pub cache: Option<crate::vfs::cache::CacheOptions>,
+    /// `--vfs-refresh`: list every directory once in the background at start.
+    pub vfs_refresh: bool,
     /// Requests waiting for a worker before new ones without a body get 503 SlowDown.
     pub queue: usize,
     /// `--cert`/`--key`: TCP listeners speak TLS, except those given as `http://`.
@@ -103,6 +107,50 @@ pub struct TlsFiles {
     /// `--min-tls-version` was given, and asked for a version rustls does not have (TLS 1.0
     /// or 1.1). Not set by rclone's default, which the user did not ask for.
     pub older_than_supported: bool,
+}
+
+/// The file cache's options, from the `--vfs-*` flags; `None` in mode off.
+fn cache_options(
+    a: &Args,
+    storage: &Storage,
+    env: &HashMap<String, String>,
+) -> Result<Option<crate::vfs::cache::CacheOptions>, String> {
+    use crate::vfs::cache::{default_dir, CacheOptions, Mode};
+    if a.vfs_cache_mode == Mode::Off {
+        return Ok(None);
+    }
+    // rclone's names for the remote, which place the cache's files.
+    let remote = match storage {
+        Storage::Memory => ":memory".to_string(),
+        Storage::Local(root) => {
+            let abs = std::path::absolute(root).map_err(|e| format!("PATH: {e}"))?;
+            format!("local/{}", abs.display())
+        }
+        Storage::Upstream(u) => format!("{}/{}", u.label, u.path),
+    };
+    let test_free_space = match env.get("S3SERVE_TEST_CACHE_BYTES") {
+        Some(v) => Some(
+            crate::cli::parse_size(v)
+                .map_err(|e| format!("S3SERVE_TEST_CACHE_BYTES: {e}"))?
+                .unwrap_or(0),
+        ),
+        None => None,
+    };
+    Ok(Some(CacheOptions {
+        dir: a.cache_dir.clone().unwrap_or_else(default_dir),
+        remote,
+        mode: a.vfs_cache_mode,
+        write_back: a.vfs_write_back,
+        max_age: a.vfs_cache_max_age,
+        max_size: a.vfs_cache_max_size,
+        min_free: a.vfs_cache_min_free_space.unwrap_or(0),
+        poll_interval: a.vfs_cache_poll_interval,
+        read_ahead: a.vfs_read_ahead,
+        transfers: a.transfers,
+        dir_cache_time: a.dir_cache_time,
+        fast_fingerprint: a.vfs_fast_fingerprint,
+        test_free_space,
+    }))
 }
 
 /// What PATH names: a local directory, or a remote (see [`crate::cli::remote`]).
@@ -332,7 +380,10 @@ impl Config {
             );
         }
         let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
+        let cache = cache_options(a, &storage, env)?;
         Ok(Config {
+            cache,
+            vfs_refresh: a.vfs_refresh,
             storage,
             storage_notes,
             addrs,
@@ -399,6 +450,8 @@ impl Config {
             workers: 4,
             multipart_expiry: Some(std::time::Duration::from_secs(86_400)),
             dir_cache_time: std::time::Duration::from_secs(300),
+            cache: None,
+            vfs_refresh: false,
             multipart_max_uploads: 1000,
             queue: 32,
             tls: None,

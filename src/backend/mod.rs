@@ -62,8 +62,14 @@ impl std::fmt::Display for BackendError {
     }
 }
 
+impl std::error::Error for BackendError {}
+
 impl From<io::Error> for BackendError {
     fn from(e: io::Error) -> BackendError {
+        // A backend error carried through an io::Error (a writer refusing bytes) keeps its kind.
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<BackendError>()) {
+            return inner.clone();
+        }
         let kind = match e.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
             io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => ErrorKind::Conflict,
@@ -233,6 +239,9 @@ pub trait Backend: Send + Sync {
     fn uploads(&self) -> Option<&dyn Uploads> {
         None
     }
+
+    /// Stops background work at shutdown (a cache's uploads), saying what is left.
+    fn shutdown(&self) {}
 
     /// Removes temporary files a crash left behind, sparing those a live writer holds;
     /// returns how many. Nothing to do where writes leave no files.

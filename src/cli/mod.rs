@@ -31,13 +31,11 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "metadata-max-objects", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
     "realm", "salt", "uid",
-    "user", "user-from-header", "vfs-block-norm-dupes", "vfs-cache-max-age",
-    "vfs-cache-max-size", "vfs-cache-min-free-space", "vfs-cache-mode",
-    "vfs-cache-poll-interval", "vfs-case-insensitive", "vfs-disk-space-total-size",
-    "vfs-fast-fingerprint", "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
-    "vfs-read-ahead",
-    "vfs-read-chunk-streams", "vfs-read-wait", "vfs-refresh", "vfs-used-is-size",
-    "vfs-write-back", "vfs-write-wait",
+    "user", "user-from-header", "vfs-block-norm-dupes",
+    "vfs-case-insensitive", "vfs-disk-space-total-size",
+    "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
+    "vfs-read-chunk-streams", "vfs-read-wait", "vfs-used-is-size",
+    "vfs-write-wait",
     // The filter group.
     "delete-excluded", "exclude", "exclude-from", "exclude-if-present", "files-from",
     "files-from-raw", "files-from0", "filter", "filter-from", "hash-filter", "ignore-case",
@@ -70,6 +68,7 @@ Flags:
       --auth-key stringArray  Set key pair for v4 authorization: access_key_id,secret_access_key
       --baseurl string        Prefix for URLs - leave blank for root
       --cert string           TLS PEM key (concatenation of certificate and CA certificate)
+      --cache-dir string      Directory rclone will use for caching (default \"$HOME/.cache/rclone\")
       --client-ca string      Client certificate authority to verify clients with
       --config string         Config file naming remotes (default \"$HOME/.config/rclone/rclone.conf\")
       --dir-cache-time Duration  Time to cache directory entries for (default 5m0s)
@@ -100,6 +99,16 @@ Flags:
       --umask FileMode        Override the permission bits set by the filesystem (default 022)
   -v, --verbose count         Print lots more stuff (repeat for more)
   -V, --version               Print the version number and exit
+      --transfers int         Number of file transfers to run in parallel (default 4)
+      --vfs-cache-max-age Duration  Max time since last access of objects in the cache (default 1h0m0s)
+      --vfs-cache-max-size SizeSuffix  Max total size of objects in the cache (default off)
+      --vfs-cache-min-free-space SizeSuffix  Target minimum free space on the disk containing the cache (default off)
+      --vfs-cache-mode CacheMode  Cache mode off|minimal|writes|full (default off)
+      --vfs-cache-poll-interval Duration  Interval to poll the cache for stale objects (default 1m0s)
+      --vfs-fast-fingerprint  Use fast (less accurate) fingerprints for change detection
+      --vfs-read-ahead SizeSuffix  Extra read ahead over --buffer-size when using cache-mode full
+      --vfs-refresh           Refreshes the directory cache recursively in the background on start
+      --vfs-write-back Duration  Time to writeback files after last use when using cache (default 5s)
       --vfs-read-chunk-size SizeSuffix  Read from an S3 upstream in chunks of this size (default 128Mi)
       --vfs-read-chunk-size-limit SizeSuffix  Double the chunk size after each chunk up to this (default off)
       --vhost-domain string   Base domain of virtual-hosted-style requests (bucket.DOMAIN), with --force-path-style=false
@@ -148,6 +157,18 @@ pub struct Args {
     pub vfs_read_chunk_size: u64,
     pub vfs_read_chunk_size_limit: Option<u64>,
     pub dir_cache_time: Duration,
+    /// The file cache's flags (see `crate::vfs::cache`).
+    pub cache_dir: Option<PathBuf>,
+    pub vfs_cache_mode: crate::vfs::cache::Mode,
+    pub vfs_write_back: Duration,
+    pub vfs_cache_max_age: Duration,
+    pub vfs_cache_max_size: Option<u64>,
+    pub vfs_cache_min_free_space: Option<u64>,
+    pub vfs_cache_poll_interval: Duration,
+    pub vfs_read_ahead: u64,
+    pub transfers: usize,
+    pub vfs_fast_fingerprint: bool,
+    pub vfs_refresh: bool,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
@@ -197,6 +218,17 @@ impl Default for Args {
             workers: None,
             multipart_expiry: Duration::from_secs(86_400),
             dir_cache_time: Duration::from_secs(300),
+            cache_dir: None,
+            vfs_cache_mode: crate::vfs::cache::Mode::Off,
+            vfs_write_back: Duration::from_secs(5),
+            vfs_cache_max_age: Duration::from_secs(3600),
+            vfs_cache_max_size: None,
+            vfs_cache_min_free_space: None,
+            vfs_cache_poll_interval: Duration::from_secs(60),
+            vfs_read_ahead: 0,
+            transfers: 4,
+            vfs_fast_fingerprint: false,
+            vfs_refresh: false,
             multipart_max_uploads: 1000,
             low_level_retries: 10,
             contimeout: Duration::from_secs(60),
@@ -322,6 +354,26 @@ impl Args {
             "--workers" => self.workers = Some(typed(p, flag, parse_workers)?),
             "--multipart-expiry" => self.multipart_expiry = typed(p, flag, parse_duration)?,
             "--dir-cache-time" => self.dir_cache_time = typed(p, flag, parse_duration)?,
+            "--cache-dir" => self.cache_dir = Some(PathBuf::from(raw_value(p, flag)?)),
+            "--vfs-cache-mode" => {
+                self.vfs_cache_mode = typed(p, flag, |s| {
+                    crate::vfs::cache::Mode::parse(s)
+                        .ok_or_else(|| format!("expected off, minimal, writes or full, got {s:?}"))
+                })?
+            }
+            "--vfs-write-back" => self.vfs_write_back = typed(p, flag, parse_duration)?,
+            "--vfs-cache-max-age" => self.vfs_cache_max_age = typed(p, flag, parse_duration)?,
+            "--vfs-cache-max-size" => self.vfs_cache_max_size = typed(p, flag, parse_size)?,
+            "--vfs-cache-min-free-space" => {
+                self.vfs_cache_min_free_space = typed(p, flag, parse_size)?
+            }
+            "--vfs-cache-poll-interval" => {
+                self.vfs_cache_poll_interval = typed(p, flag, parse_duration)?
+            }
+            "--vfs-read-ahead" => self.vfs_read_ahead = typed(p, flag, parse_size)?.unwrap_or(0),
+            "--transfers" => self.transfers = typed(p, flag, parse_count)?.max(1),
+            "--vfs-fast-fingerprint" => self.vfs_fast_fingerprint = switch(p, flag)?,
+            "--vfs-refresh" => self.vfs_refresh = switch(p, flag)?,
             "--contimeout" => self.contimeout = typed(p, flag, parse_duration)?,
             "--timeout" => self.timeout = typed(p, flag, parse_duration)?,
             "--low-level-retries" => {
@@ -608,6 +660,32 @@ mod tests {
     }
 
     #[test]
+    fn cache_flags_keep_rclones_defaults() {
+        use crate::vfs::cache::Mode;
+        let d = parse(&[]).unwrap();
+        assert_eq!(d.vfs_cache_mode, Mode::Off);
+        assert_eq!(d.vfs_write_back, Duration::from_secs(5));
+        assert_eq!(d.vfs_cache_max_age, Duration::from_secs(3600));
+        assert_eq!(d.vfs_cache_poll_interval, Duration::from_secs(60));
+        assert_eq!((d.transfers, d.vfs_cache_max_size), (4, None));
+        let a = parse(&[
+            "--vfs-cache-mode=writes",
+            "--vfs-write-back",
+            "1h",
+            "--vfs-cache-max-size",
+            "10M",
+            "--transfers=2",
+            "--cache-dir=/c",
+        ])
+        .unwrap();
+        assert_eq!(a.vfs_cache_mode, Mode::Writes);
+        assert_eq!(a.vfs_write_back, Duration::from_secs(3600));
+        assert_eq!(a.vfs_cache_max_size, Some(10 << 20));
+        assert_eq!(a.transfers, 2);
+        assert_eq!(a.cache_dir.as_deref(), Some(std::path::Path::new("/c")));
+    }
+
+    #[test]
     fn help_and_version() {
         assert!(parse(&["-h"]).unwrap().help && parse(&["--help"]).unwrap().help);
         assert!(parse(&["-V"]).unwrap().version && parse(&["--version"]).unwrap().version);
@@ -637,9 +715,10 @@ mod tests {
         assert!(error(&["--min-tls-version", "ssl3"]).starts_with("--min-tls-version: expected"));
         assert!(error(&["--max-header-bytes", "-1"]).starts_with("--max-header-bytes: expected"));
         assert_eq!(
-            error(&["--vfs-cache-mode=full"]),
-            "--vfs-cache-mode: not supported yet by s3serve"
+            error(&["--vfs-read-chunk-streams=4"]),
+            "--vfs-read-chunk-streams: not supported yet by s3serve"
         );
+        assert!(error(&["--vfs-cache-mode=most"]).starts_with("--vfs-cache-mode: expected"));
         assert!(error(&["-f", "+ *.txt"]).contains("not supported yet"));
         for name in NOT_YET_SUPPORTED {
             let message = error(&[&format!("--{name}"), "x"]);

@@ -49,6 +49,7 @@ pub struct Running {
     workers_stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     expire: (Sender<()>, JoinHandle<()>),
+    vfs: Arc<Vfs>,
     private_dir: PathBuf,
     /// Written at shutdown to wake every relay.
     stop_writer: std::os::fd::OwnedFd,
@@ -111,6 +112,24 @@ fn spawn_sweep(vfs: Arc<Vfs>) {
     }
 }
 
+/// `--vfs-refresh`: lists every directory once in the background, so the first listings
+/// of a remote come from memory.
+fn spawn_refresh(vfs: Arc<Vfs>) {
+    let spawned = std::thread::Builder::new()
+        .name("s3serve:refresh".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let dirs = vfs.refresh();
+            log::info!(
+                "--vfs-refresh: listed {dirs} directories in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start --vfs-refresh: {e}");
+    }
+}
+
 /// Builds storage, VFS and auth from the config.
 pub fn build_app(config: &Config) -> Result<App, String> {
     let backend: Box<dyn Backend> = match &config.storage {
@@ -125,6 +144,10 @@ pub fn build_app(config: &Config) -> Result<App, String> {
             Box::new(local)
         }
         Storage::Upstream(u) => Box::new(upstream_backend(u)?),
+    };
+    let backend: Box<dyn Backend> = match &config.cache {
+        Some(opts) => Box::new(crate::vfs::cache::Cache::open(backend, opts.clone())?),
+        None => backend,
     };
     let vfs = Arc::new(Vfs::new(
         backend,
@@ -281,6 +304,10 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .map(|(name, l)| listen::spawn_accept(name, l, slots.clone(), relays.clone(), stop.clone()))
         .collect();
     spawn_sweep(app.vfs.clone());
+    if config.vfs_refresh {
+        spawn_refresh(app.vfs.clone());
+    }
+    let vfs = app.vfs.clone();
     let expire = spawn_expire(app, config.multipart_expiry);
     Ok(Running {
         addrs,
@@ -292,6 +319,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         workers_stop,
         workers,
         expire,
+        vfs,
         private_dir,
         stop_writer,
     })
@@ -503,6 +531,7 @@ impl Running {
         for w in self.workers {
             let _ = w.join();
         }
+        self.vfs.shutdown();
         let _ = self.expire.0.send(());
         let _ = self.expire.1.join();
         let _ = std::fs::remove_dir_all(&self.private_dir);

@@ -107,6 +107,32 @@ impl Vfs {
         Ok(())
     }
 
+    /// Lists every directory of every bucket once (`--vfs-refresh`); returns how many.
+    pub fn refresh(&self) -> usize {
+        let mut count = 0;
+        for b in self.list_buckets().unwrap_or_default() {
+            let mut dirs = vec![String::new()];
+            while let Some(dir) = dirs.pop() {
+                let Ok(entries) = self.backend.list_dir(&b.name, &dir) else {
+                    continue;
+                };
+                count += 1;
+                dirs.extend(
+                    entries
+                        .iter()
+                        .filter(|e| e.is_dir)
+                        .map(|e| format!("{dir}{}/", e.name)),
+                );
+            }
+        }
+        count
+    }
+
+    /// Stops the backend's background work (see [`Backend::shutdown`]).
+    pub fn shutdown(&self) {
+        self.backend.shutdown();
+    }
+
     /// Removes temporaries a crash left (see [`Backend::sweep_temporaries`]).
     pub fn sweep_temporaries(&self) -> usize {
         self.backend.sweep_temporaries()

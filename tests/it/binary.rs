@@ -10,7 +10,7 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
 }
 
 /// The binary, with no `RCLONE_*` variable but those given.
-fn command(env: &[(&str, &str)]) -> Command {
+pub fn command(env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_s3serve"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("RCLONE_") {
@@ -21,7 +21,7 @@ fn command(env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, Vec<String>) {
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, Vec<String>) {
     let mut child = command(env)
         .args(args)
         .stderr(Stdio::piped())
@@ -93,7 +93,8 @@ fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
 fn flag_errors_name_the_flag() {
     for (args, needle) in [
         (vec!["--bogus", "d"], "--bogus"),
-        (vec!["--vfs-cache-mode", "full", "d"], "--vfs-cache-mode"),
+        (vec!["--vfs-cache-mode", "most", "d"], "--vfs-cache-mode"),
+        (vec!["--vfs-read-chunk-streams", "4", "d"], "--vfs-read-chunk-streams"),
         (vec!["--etag-hash", "CRC", "d"], "--etag-hash"),
         (vec!["--umask", "9", "d"], "--umask"),
         (vec![], "PATH"),
@@ -121,12 +122,12 @@ fn rclone_auth_key_variable_closes_the_server() {
     let root = dir.0.to_str().unwrap();
     let env = [
         ("RCLONE_AUTH_KEY", "\"AKID,SECRET\""),
-        ("RCLONE_VFS_CACHE_MODE", "full"),
+        ("RCLONE_VFS_READ_CHUNK_STREAMS", "4"),
     ];
     let (mut child, addr, lines) = spawn_env(&["--addr", "127.0.0.1:0", root], &env);
     let all = lines.concat();
     assert!(!all.contains("anonymous"), "{all}");
-    assert!(all.contains("RCLONE_VFS_CACHE_MODE"), "{all}");
+    assert!(all.contains("RCLONE_VFS_READ_CHUNK_STREAMS"), "{all}");
     let r = raw_exchange(
         addr,
         b"PUT /open HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

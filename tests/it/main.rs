@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod binary;
 mod buckets;
+mod cache;
 mod chunked;
 mod cors;
 mod faults;

@@ -10,21 +10,21 @@ fn anon_config(dir: &TempDir) -> Config {
     Config::for_tests(Storage::Local(dir.0.clone()))
 }
 
-fn tag<'a>(xml: &'a str, t: &str) -> &'a str {
+pub fn tag<'a>(xml: &'a str, t: &str) -> &'a str {
     xml.split(&format!("<{t}>"))
         .nth(1)
         .and_then(|r| r.split(&format!("</{t}>")).next())
         .unwrap_or("")
 }
 
-fn create(s: &TestServer, key: &str) -> String {
+pub fn create(s: &TestServer, key: &str) -> String {
     let r = s.raw("POST", &format!("/bkt/{key}?uploads"), &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("<InitiateMultipartUploadResult"));
     tag(&r.text(), "UploadId").to_string()
 }
 
-fn part(s: &TestServer, key: &str, id: &str, n: u32, data: &[u8]) -> String {
+pub fn part(s: &TestServer, key: &str, id: &str, n: u32, data: &[u8]) -> String {
     let r = s.raw(
         "PUT",
         &format!("/bkt/{key}?partNumber={n}&uploadId={id}"),
@@ -35,7 +35,7 @@ fn part(s: &TestServer, key: &str, id: &str, n: u32, data: &[u8]) -> String {
     r.header("etag").unwrap().to_string()
 }
 
-fn complete(s: &TestServer, key: &str, id: &str, parts: &[(u32, &str)]) -> Resp {
+pub fn complete(s: &TestServer, key: &str, id: &str, parts: &[(u32, &str)]) -> Resp {
     let body: String = parts
         .iter()
         .map(|(n, e)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"))
@@ -48,7 +48,7 @@ fn complete(s: &TestServer, key: &str, id: &str, parts: &[(u32, &str)]) -> Resp 
     )
 }
 
-fn expected_etag(parts: &[&[u8]]) -> String {
+pub fn expected_etag(parts: &[&[u8]]) -> String {
     let mut cat = Vec::new();
     for p in parts {
         cat.extend(s3serve::util::unhex(&md5_hex(p)).unwrap());

@@ -151,6 +151,15 @@ pub fn gateway_with(
     path: &str,
     set: impl FnOnce(&mut s3serve::config::UpstreamConfig),
 ) -> crate::harness::TestServer {
+    start(gateway_config(up, path, set))
+}
+
+/// The config of [`gateway_with`].
+pub fn gateway_config(
+    up: std::net::SocketAddr,
+    path: &str,
+    set: impl FnOnce(&mut s3serve::config::UpstreamConfig),
+) -> s3serve::config::Config {
     use s3serve::config::{Config, Storage, UpstreamConfig};
     let mut u = UpstreamConfig {
         label: "up".into(),
@@ -169,7 +178,7 @@ pub fn gateway_with(
         writes: Default::default(),
     };
     set(&mut u);
-    start(Config::for_tests(Storage::Upstream(Box::new(u))))
+    Config::for_tests(Storage::Upstream(Box::new(u)))
 }
 
 #[test]

@@ -45,6 +45,11 @@ AWS_BIN = os.environ.get("S3SERVE_AWS_BIN", str(REPO / ".venv" / "bin" / "aws"))
 # S3SERVE_UPSTREAM=s3serve or =rclone: every server is a gateway (s3serve serving an
 # `:s3,...:` remote) in front of that upstream, which serves the data directory.
 UPSTREAM = "" if USE_RCLONE else os.environ.get("S3SERVE_UPSTREAM", "")
+# S3SERVE_GATEWAY_CACHE=writes or =full (with S3SERVE_UPSTREAM): the gateway caches with that
+# --vfs-cache-mode, writing back after S3SERVE_GATEWAY_WRITE_BACK (default 0s: before the answer,
+# so tests that look at the upstream's directory right after a write see it).
+GATEWAY_CACHE = os.environ.get("S3SERVE_GATEWAY_CACHE", "") if UPSTREAM else ""
+GATEWAY_WRITE_BACK = os.environ.get("S3SERVE_GATEWAY_WRITE_BACK", "0s")
 
 AK, SK = "AKID", "SECRET"
 UPSTREAM_AK, UPSTREAM_SK = "UPSTREAMKEY", "UPSTREAMSECRET"
@@ -73,6 +78,8 @@ def pytest_report_header(config):
     server = f"rclone serve s3 ({RCLONE})" if USE_RCLONE else S3SERVE_BIN
     if UPSTREAM:
         server += f", a gateway in front of {UPSTREAM}"
+    if GATEWAY_CACHE:
+        server += f" with --vfs-cache-mode {GATEWAY_CACHE} (write-back {GATEWAY_WRITE_BACK})"
     return f"s3serve clients suite: server = {server}"
 
 
@@ -110,8 +117,15 @@ class Server:
             cmd += ["--auth-key", f"{ak},{sk}"]
         cmd += self.flags
         self.upstream = None
+        # Where s3serve keeps multipart parts (`.s3serve/uploads` below it).
+        self.uploads_root = self.data_dir
         if UPSTREAM:
             self.upstream = Upstream(UPSTREAM, self.data_dir, workdir)
+            if GATEWAY_CACHE:
+                cmd += ["--vfs-cache-mode", GATEWAY_CACHE, "--vfs-write-back", GATEWAY_WRITE_BACK,
+                        "--cache-dir", str(Path(workdir) / "cache")]
+                # With a cache, multipart parts wait in the cache's own folder for the remote.
+                self.uploads_root = Path(workdir) / "cache" / "s3serve" / ":s3"
             cmd.append(
                 f":s3,provider=Other,endpoint='{self.upstream.url}',"
                 f"access_key_id={UPSTREAM_AK},secret_access_key={UPSTREAM_SK}:"
@@ -224,6 +238,12 @@ def upstream_cannot(kinds, why):
     """Marks a test that the named upstreams (S3SERVE_UPSTREAM values) cannot pass through a
     gateway, saying what they lack."""
     return pytest.mark.skipif(UPSTREAM in kinds.split(), reason=f"{UPSTREAM} as the upstream: {why}")
+
+
+def cache_cannot(why):
+    """Marks a test that cannot hold through a gateway with a cache (S3SERVE_GATEWAY_CACHE),
+    saying why."""
+    return pytest.mark.skipif(bool(GATEWAY_CACHE), reason=f"--vfs-cache-mode {GATEWAY_CACHE}: {why}")
 
 
 def local_only(why):

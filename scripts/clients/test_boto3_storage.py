@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import (
+    cache_cannot,
     upstream_cannot,
     AK,
     SK,
@@ -51,6 +52,7 @@ def test_file_created_on_disk_visible_at_once(s3, bucket, bpath):
 
 
 @upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
+@cache_cannot("the cache keeps the upstream's listings and buckets for --dir-cache-time, as rclone does")
 def test_dir_created_on_disk_visible_at_once(s3, bucket, bpath):
     put(s3, bucket, "first", b"1")  # warm any cache of the bucket listing
     listed(s3, bucket)
@@ -62,6 +64,7 @@ def test_dir_created_on_disk_visible_at_once(s3, bucket, bpath):
 
 
 @upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
+@cache_cannot("the cache keeps the upstream's listings and buckets for --dir-cache-time, as rclone does")
 def test_file_changed_on_disk_gets_fresh_etag(s3, bucket, bpath):
     put(s3, bucket, "chg", b"version one")
     assert s3.head_object(Bucket=bucket, Key="chg")["ETag"] == quoted_md5(b"version one")
@@ -99,6 +102,7 @@ def test_file_replaced_by_rename_on_disk(s3, bucket, bpath):
 
 
 @upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
+@cache_cannot("the cache keeps the upstream's listings and buckets for --dir-cache-time, as rclone does")
 def test_file_removed_on_disk(s3, bucket, bpath):
     put(s3, bucket, "rm/me", b"x")
     put(s3, bucket, "stay", b"y")
@@ -110,6 +114,7 @@ def test_file_removed_on_disk(s3, bucket, bpath):
 
 
 @upstream_cannot("rclone", "rclone serve s3 caches directory listings (--dir-cache-time), so changes on its disk show late")
+@cache_cannot("the cache keeps the upstream's listings and buckets for --dir-cache-time, as rclone does")
 def test_bucket_removed_on_disk(s3, bucket, bpath):
     put(s3, bucket, "x", b"x")
     shutil.rmtree(bpath)

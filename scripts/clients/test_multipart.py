@@ -321,7 +321,7 @@ def test_abort_leaves_no_trace(start_server):
     c = srv.client()
     c.create_bucket(Bucket="abk")
     uid, etags = start_upload(c, "abk", "dir/k", [os.urandom(P5), b"x"])
-    assert [p for p in upload_files(srv.data_dir) if p.is_file()], "parts should be stored under .s3serve/uploads"
+    assert [p for p in upload_files(srv.uploads_root) if p.is_file()], "parts should be stored under .s3serve/uploads"
     r = c.abort_multipart_upload(Bucket="abk", Key="dir/k", UploadId=uid)
     assert status_of(r) == 204
     expect_error(404, "NoSuchUpload", c.list_parts, Bucket="abk", Key="dir/k", UploadId=uid)
@@ -329,7 +329,7 @@ def test_abort_leaves_no_trace(start_server):
                  Body=b"late")
     expect_error(404, "NoSuchUpload", complete, c, "abk", "dir/k", uid, [(1, etags[0]), (2, etags[1])])
     expect_error(404, "NoSuchUpload", c.abort_multipart_upload, Bucket="abk", Key="dir/k", UploadId=uid)
-    left = upload_files(srv.data_dir)
+    left = upload_files(srv.uploads_root)
     assert [p for p in left if p.is_file()] == [] and [p for p in left if uid in p.name] == []
     assert files_under(srv.data_dir / "abk") == []
     assert c.list_multipart_uploads(Bucket="abk").get("Uploads", []) == []

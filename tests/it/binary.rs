@@ -94,7 +94,10 @@ fn flag_errors_name_the_flag() {
     for (args, needle) in [
         (vec!["--bogus", "d"], "--bogus"),
         (vec!["--vfs-cache-mode", "most", "d"], "--vfs-cache-mode"),
-        (vec!["--vfs-read-chunk-streams", "4", "d"], "--vfs-read-chunk-streams"),
+        (
+            vec!["--vfs-read-chunk-streams", "4", "d"],
+            "--vfs-read-chunk-streams",
+        ),
         (vec!["--etag-hash", "CRC", "d"], "--etag-hash"),
         (vec!["--umask", "9", "d"], "--umask"),
         (vec![], "PATH"),

@@ -437,3 +437,56 @@ fn a_hundred_dirty_objects_survive_kill_9_and_arrive_after_the_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn sigterm_leaves_pending_uploads_for_the_next_start_and_says_so() {
+    use crate::binary::command;
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("trm");
+    let cache = TempDir::new();
+    let log = cache.0.join("server.log");
+    let remote = format!(
+        ":s3,provider=Other,endpoint='http://{}',access_key_id={AK},secret_access_key={SK}:",
+        up.addr
+    );
+    let mut child = command(&[])
+        .args(["--addr", "127.0.0.1:0", "--vfs-cache-mode", "writes"])
+        .args([
+            "--vfs-write-back",
+            "1h",
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
+        .arg("--cache-dir")
+        .arg(cache.0.join("c"))
+        .arg(&remote)
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually("the server listening", || {
+        text().contains("listening on http://")
+    });
+    let addr: SocketAddr = text()
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            send(addr, "PUT", &format!("/trm/k{i}"), b"pending").status,
+            200
+        );
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(text().contains("3 writes not uploaded yet"), "{}", text());
+    assert!(!dir.0.join("trm/k0").exists());
+    let rec = std::fs::read_to_string(cache.0.join("c/vfsMeta/:s3/trm/k0")).unwrap();
+    assert!(rec.contains("\"Dirty\": true"), "{rec}");
+}

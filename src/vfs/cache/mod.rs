@@ -393,7 +393,8 @@ impl Backend for Cache {
             });
         }
         let has_item = self.sh.lock().items.contains_key(&k);
-        if !has_item && self.sh.opts.mode != Mode::Full {
+        let fills = self.sh.opts.mode == Mode::Full && store::storable(key);
+        if !has_item && !fills {
             return self.sh.inner.open(bucket, key);
         }
         let remote = match self.sh.inner.stat(bucket, key) {
@@ -415,7 +416,7 @@ impl Backend for Cache {
         } else {
             self.drop_stale(&k);
         }
-        if self.sh.opts.mode != Mode::Full {
+        if !fills {
             return self.sh.inner.open(bucket, key);
         }
         let fill = self.fill_for(&k, &remote)?;

@@ -20,6 +20,8 @@ use crate::backend::uploads::LocalUploads;
 use crate::backend::{
     Backend, BackendError, DirEntry, DirStamp, ErrorKind, Facts, ObjectInfo, Result,
 };
+use crate::backend::{CHECKSUM_ALGORITHM_KEY, CHECKSUM_TYPE_KEY};
+use crate::vfs::checksum::ChecksumAlg;
 
 pub(super) type Key = (String, String);
 
@@ -517,15 +519,20 @@ impl Shared {
         if let (false, Some(store), Some(etag)) =
             (rec.meta.parts.is_empty(), store, rec.meta.etag.as_deref())
         {
-            let id = store.create(bucket, k, &rec.meta)?;
+            // The upload is asked for the object's checksum algorithm and type, and each part
+            // carries its own checksum, so the remote ends with the checksum the client got.
+            let (upload_meta, alg) = upload_meta(&rec.meta);
+            let id = store.create(bucket, k, &upload_meta)?;
             let sent = (|| -> Result<ObjectInfo> {
                 let mut offset = 0;
                 for (i, &size) in rec.meta.parts.iter().enumerate() {
                     let number = i as u32 + 1;
                     let mut w = store.part_writer(&id, number, Some(size))?;
                     file.seek(SeekFrom::Start(offset))?;
-                    let md5 = copy_hashing(&mut (&mut file).take(size), &mut w)?;
-                    w.commit(&md5, None)?;
+                    let d = copy_hashing(&mut (&mut file).take(size), &mut w, alg)?;
+                    let md5 = crate::util::hex(&d.md5.unwrap_or_default());
+                    let ck = d.checksum.map(|(a, v)| (a.name(), crate::util::base64(&v)));
+                    w.commit(&md5, ck.as_ref().map(|(a, v)| (*a, v.as_str())))?;
                     offset += size;
                 }
                 let parts = store.parts(&id)?;
@@ -732,10 +739,43 @@ fn split_key(key: &str) -> (&str, &str) {
     }
 }
 
-/// Copies everything from `r` to `w`, returning the bytes' MD5 in hex.
-fn copy_hashing(r: &mut dyn Read, w: &mut dyn io::Write) -> Result<String> {
-    use md5::Digest;
-    let mut h = md5::Md5::new();
+/// The metadata a multipart upload of the object is created with: its own, with the
+/// checksum algorithm and type in place of the checksum's value; and that algorithm.
+fn upload_meta(
+    meta: &crate::backend::ObjectMeta,
+) -> (crate::backend::ObjectMeta, Option<ChecksumAlg>) {
+    let mut m = meta.clone();
+    let kind = meta
+        .checksums
+        .iter()
+        .find(|(n, _)| n == CHECKSUM_TYPE_KEY)
+        .map(|(_, v)| v.clone());
+    let alg = meta
+        .checksums
+        .iter()
+        .find(|(n, _)| n != CHECKSUM_TYPE_KEY && n != CHECKSUM_ALGORITHM_KEY)
+        .and_then(|(n, _)| ChecksumAlg::parse(n));
+    m.checksums.clear();
+    m.etag = None;
+    m.parts.clear();
+    if let Some(a) = alg {
+        m.checksums
+            .push((CHECKSUM_ALGORITHM_KEY.into(), a.name().into()));
+        m.checksums.push((
+            CHECKSUM_TYPE_KEY.into(),
+            kind.unwrap_or_else(|| "COMPOSITE".into()),
+        ));
+    }
+    (m, alg)
+}
+
+/// Copies everything from `r` to `w`, returning the bytes' MD5 and, if asked, checksum.
+fn copy_hashing(
+    r: &mut dyn Read,
+    w: &mut dyn io::Write,
+    alg: Option<ChecksumAlg>,
+) -> Result<crate::vfs::Digests> {
+    let mut h = crate::vfs::Hashes::new(true, false, false).with_checksum(alg);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match r.read(&mut buf) {
@@ -747,5 +787,5 @@ fn copy_hashing(r: &mut dyn Read, w: &mut dyn io::Write) -> Result<String> {
         h.update(&buf[..n]);
         w.write_all(&buf[..n])?;
     }
-    Ok(crate::util::hex(&h.finalize()))
+    Ok(h.finish())
 }

@@ -71,13 +71,15 @@ impl<'a> CacheWriter<'a> {
     /// crash at any point (see [`store`]).
     fn commit_inner(&mut self, meta: &ObjectMeta, mtime: Option<SystemTime>) -> Result<ObjectInfo> {
         let sh = self.sh;
-        let size = self.written;
         let mtime = mtime.unwrap_or_else(SystemTime::now);
-        {
+        // The file's own length: parts are assembled into it in the kernel, not through
+        // `write`.
+        let size = {
             let f = self.file();
             f.set_modified(mtime)?;
             f.sync_all()?;
-        }
+            f.metadata()?.len()
+        };
         let data_path = sh.data_path(&self.key);
         let meta_path = sh.meta_path(&self.key);
         let (data_dir, meta_dir) = (parent(&data_path), parent(&meta_path));
@@ -217,10 +219,13 @@ impl ObjectWriter for CacheWriter<'_> {
                     st.items.remove(&key);
                     sh.remove_files(&key);
                 }
-                return Err(unavailable(format!(
-                    "uploading to the remote: {}",
-                    e.message
-                )));
+                // The remote's refusal as it is (a conflict is 409); a failure is 503.
+                return Err(match e.kind {
+                    ErrorKind::Io | ErrorKind::Unavailable => {
+                        unavailable(format!("uploading to the remote: {}", e.message))
+                    }
+                    _ => e,
+                });
             }
         } else {
             sh.queue(key, gen, sh.clock.now() + sh.opts.write_back);

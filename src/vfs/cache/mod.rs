@@ -268,6 +268,7 @@ impl Cache {
                 last_use: now,
                 hold: false,
                 fill: Some(f.clone()),
+                uploaded: None,
             },
         );
         Ok(f)
@@ -337,7 +338,7 @@ impl Backend for Cache {
     }
 
     fn delete_bucket(&self, bucket: &str) -> Result<()> {
-        if !self.sh.overlay(bucket, "").is_empty() {
+        if self.sh.bucket_has_pending(bucket) {
             return Err(BackendError::new(
                 ErrorKind::BucketNotEmpty,
                 "The bucket you tried to delete is not empty",
@@ -345,6 +346,7 @@ impl Backend for Cache {
         }
         self.sh.inner.delete_bucket(bucket)?;
         self.sh.bucket_seen(bucket, false);
+        self.sh.forget_bucket(bucket);
         Ok(())
     }
 

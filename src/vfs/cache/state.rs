@@ -33,6 +33,9 @@ pub(super) struct Item {
     pub hold: bool,
     /// Full mode: the sparse file being filled, shared with its readers.
     pub fill: Option<Arc<super::full::Fill>>,
+    /// When this process uploaded it: a listing of the remote fetched before then may
+    /// lack it, so it stays in the overlay for `--dir-cache-time`.
+    pub uploaded: Option<Instant>,
 }
 
 impl Item {
@@ -70,6 +73,9 @@ pub(super) struct State {
     /// Bytes promised to writes under way.
     pub reserved: u64,
     listings: HashMap<Key, Kept>,
+    /// Counts the changes our own writes and deletes made to the remote's folders: a
+    /// listing fetched while it moved may predate one of them, and is not kept.
+    listing_epoch: u64,
     /// Buckets the remote said exist, and when.
     buckets: HashMap<String, Instant>,
 }
@@ -333,18 +339,21 @@ impl Shared {
                 }
             }
         }
+        let epoch = self.lock().listing_epoch;
         match self.inner.list_dir(bucket, dir) {
             Ok(entries) => {
                 let mut st = self.lock();
-                let now = self.clock.now();
-                st.listings.insert(
-                    key,
-                    Kept {
-                        at: now,
-                        stamp,
-                        entries: entries.clone(),
-                    },
-                );
+                if st.listing_epoch == epoch {
+                    let now = self.clock.now();
+                    st.listings.insert(
+                        key,
+                        Kept {
+                            at: now,
+                            stamp,
+                            entries: entries.clone(),
+                        },
+                    );
+                }
                 Ok(entries)
             }
             Err(e) if e.kind == ErrorKind::Unavailable => {
@@ -375,6 +384,7 @@ impl Shared {
     /// Our own write of `key` is on the remote: kept listings show it.
     pub fn listed_write(&self, key: &Key, facts: Facts) {
         let mut st = self.lock();
+        st.listing_epoch += 1;
         let (dir, name) = split_key(&key.1);
         if let Some(k) = st.listings.get_mut(&(key.0.clone(), dir.to_string())) {
             k.entries.retain(|e| e.is_dir || e.name != name);
@@ -408,6 +418,7 @@ impl Shared {
     /// listings are read again (the folder may have gone with it).
     pub fn listed_removal(&self, key: &Key) {
         let mut st = self.lock();
+        st.listing_epoch += 1;
         let (dir, name) = split_key(&key.1);
         if let Some(k) = st.listings.get_mut(&(key.0.clone(), dir.to_string())) {
             k.entries.retain(|e| e.is_dir || e.name != name);
@@ -421,16 +432,21 @@ impl Shared {
         }
     }
 
-    /// The entries our items add to `dir`: dirty objects, and folders holding them.
+    /// The entries our items add to `dir`: objects not uploaded yet or uploaded lately, and
+    /// folders holding them.
     pub fn overlay(&self, bucket: &str, dir: &str) -> Vec<DirEntry> {
         let st = self.lock();
+        let now = self.clock.now();
+        let recent = |at: Option<Instant>| {
+            at.is_some_and(|t| now.saturating_duration_since(t) < self.opts.dir_cache_time)
+        };
         let mut out: Vec<DirEntry> = Vec::new();
         let start = (bucket.to_string(), dir.to_string());
         for ((b, k), item) in st.items.range(start..) {
             if b != bucket || !k.starts_with(dir) {
                 break;
             }
-            if !(item.rec.dirty || item.hold) {
+            if !(item.rec.dirty || item.hold || recent(item.uploaded)) {
                 continue;
             }
             let rest = &k[dir.len()..];
@@ -489,7 +505,9 @@ impl Shared {
         let fp = self.fingerprint(&info);
         {
             let mut st = self.lock();
+            let now = self.clock.now();
             if let Some(item) = st.items.get_mut(key).filter(|i| i.rec.gen == gen) {
+                item.uploaded = Some(now);
                 item.rec.dirty = false;
                 item.rec.tries = 0;
                 item.rec.next_try = None;
@@ -594,6 +612,31 @@ impl Shared {
         }
     }
 
+    /// Drops the (clean) items of a deleted bucket.
+    pub fn forget_bucket(&self, bucket: &str) {
+        let mut st = self.lock();
+        let keys: Vec<Key> = st
+            .items
+            .range(bucket_range(bucket))
+            .filter(|(_, i)| !i.rec.dirty && !i.hold)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            st.items.remove(&k);
+            self.remove_files(&k);
+        }
+    }
+
+    /// Whether `bucket` holds objects not uploaded yet.
+    pub fn bucket_has_pending(&self, bucket: &str) -> bool {
+        let st = self.lock();
+        let pending = st
+            .items
+            .range(bucket_range(bucket))
+            .any(|(_, i)| i.rec.dirty || i.hold);
+        pending
+    }
+
     pub fn pending(&self) -> usize {
         self.lock().items.values().filter(|i| i.rec.dirty).count()
     }
@@ -682,6 +725,7 @@ impl Shared {
                     last_use,
                     hold: false,
                     fill: None,
+                    uploaded: None,
                 },
             );
         }

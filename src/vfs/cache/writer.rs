@@ -126,6 +126,7 @@ impl<'a> CacheWriter<'a> {
                     last_use: now,
                     hold: false,
                     fill: None,
+                    uploaded: None,
                 },
             );
             st.reserved = st.reserved.saturating_sub(self.reserved);

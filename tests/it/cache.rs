@@ -490,3 +490,27 @@ fn sigterm_leaves_pending_uploads_for_the_next_start_and_says_so() {
     let rec = std::fs::read_to_string(cache.0.join("c/vfsMeta/:s3/trm/k0")).unwrap();
     assert!(rec.contains("\"Dirty\": true"), "{rec}");
 }
+
+#[test]
+fn a_cache_in_front_of_a_directory_writes_it_back() {
+    let dir = TempDir::new();
+    let cache = TempDir::new();
+    let mut c = s3serve::config::Config::for_tests(s3serve::config::Storage::Local(dir.0.clone()));
+    let mut o = options(&cache.0);
+    o.remote = "local/data".into();
+    c.cache = Some(o);
+    let s = start(c);
+    s.create_bucket("loc");
+    let body = data(300_000, 9);
+    let r = s.put_with("loc", "d/f.bin", &body, &[("content-type", "x/y")]);
+    assert_eq!(r.status, 200);
+    assert!(s.get("loc", "d/f.bin", &[]).body == body);
+    eventually("the directory has it", || {
+        on_disk(&dir.0, "loc", "d/f.bin").as_ref() == Some(&body)
+    });
+    assert_eq!(s.head("loc", "d/f.bin").header("content-type"), Some("x/y"));
+    assert_eq!(keys_listed(&s, "loc"), ["d/f.bin"]);
+    assert_eq!(s.delete("loc", "d/f.bin").status, 204);
+    assert!(on_disk(&dir.0, "loc", "d/f.bin").is_none());
+    assert!(keys_listed(&s, "loc").is_empty());
+}

@@ -567,3 +567,110 @@ impl Backend for Cache {
         drop(threads);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use clock::ManualClock;
+    use std::io::Write;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn opened(clock: Arc<ManualClock>) -> (Cache, Dir) {
+        let dir = Dir(
+            std::env::temp_dir().join(format!("s3serve-cache-{}", crate::util::unique_token()))
+        );
+        let opts = CacheOptions {
+            dir: dir.0.clone(),
+            remote: "mem".into(),
+            mode: Mode::Writes,
+            write_back: Duration::from_secs(3600),
+            max_age: Duration::from_secs(3600),
+            max_size: None,
+            min_free: 0,
+            poll_interval: Duration::ZERO,
+            read_ahead: 0,
+            transfers: 1,
+            dir_cache_time: Duration::from_secs(300),
+            fast_fingerprint: false,
+            test_free_space: Some(1 << 30),
+        };
+        let cache = Cache::open_with_clock(Box::new(MemoryBackend::new()), opts, clock).unwrap();
+        cache.create_bucket("bkt").unwrap();
+        (cache, dir)
+    }
+
+    fn put(cache: &Cache, key: &str, body: &[u8]) -> u64 {
+        let mut w = cache.create("bkt", key).unwrap();
+        w.write_all(body).unwrap();
+        let meta = ObjectMeta {
+            etag: Some(crate::util::hex(&<md5::Md5 as md5::Digest>::digest(body))),
+            etag_alg: "MD5".into(),
+            ..ObjectMeta::default()
+        };
+        w.commit(&meta, None).unwrap();
+        cache.sh.lock().items[&Cache::key("bkt", key)].rec.gen
+    }
+
+    fn upload(cache: &Cache, key: &str, gen: u64) {
+        let k = Cache::key("bkt", key);
+        assert_eq!(cache.sh.claim(&k, gen), Some(true));
+        cache.sh.upload(&k, gen).unwrap();
+        cache.sh.upload_ended(&k);
+    }
+
+    #[test]
+    fn eviction_by_age_takes_clean_items_and_never_dirty_ones() {
+        let clock = Arc::new(ManualClock::new());
+        let (cache, _dir) = opened(clock.clone());
+        let a = put(&cache, "a", b"uploaded");
+        put(&cache, "dirty", b"not uploaded");
+        upload(&cache, "a", a);
+        let limits = evict::Limits {
+            max_age: Some(Duration::from_secs(3600)),
+            max_size: None,
+            min_free: 0,
+        };
+        let evict = || cache.sh.evict_locked(&mut cache.sh.lock(), &limits);
+        assert_eq!(evict(), 0, "nothing is idle yet");
+        clock.advance(Duration::from_secs(7200));
+        assert_eq!(evict(), 1);
+        let st = cache.sh.lock();
+        assert!(!st.items.contains_key(&Cache::key("bkt", "a")));
+        assert!(st.items.contains_key(&Cache::key("bkt", "dirty")));
+        assert!(!cache.sh.data_path(&Cache::key("bkt", "a")).exists());
+        assert!(cache.sh.data_path(&Cache::key("bkt", "dirty")).exists());
+        drop(st);
+        // The remote has the evicted object; the dirty one is still served from the cache.
+        assert_eq!(cache.stat("bkt", "a").unwrap().size, 8);
+        assert_eq!(cache.stat("bkt", "dirty").unwrap().size, 12);
+    }
+
+    #[test]
+    fn a_failed_upload_comes_back_after_the_doubled_delay_and_remembers_its_tries() {
+        let clock = Arc::new(ManualClock::new());
+        let (cache, _dir) = opened(clock.clone());
+        let gen = put(&cache, "k", b"bytes");
+        let k = Cache::key("bkt", "k");
+        let base = cache.sh.opts.write_back;
+        for tries in 1..=3u32 {
+            let next = cache
+                .sh
+                .upload_failed(&k, gen, "the remote is down", 0.5)
+                .unwrap();
+            let want = retry::delay(base, tries, 0.5);
+            assert_eq!(next, clock.now() + want);
+            let rec = Record::decode(&std::fs::read(cache.sh.meta_path(&k)).unwrap()).unwrap();
+            assert_eq!((rec.tries, rec.dirty), (tries, true));
+        }
+        // An older generation's failure is not scheduled: the newer write has its own turn.
+        put(&cache, "k", b"newer");
+        assert!(cache.sh.upload_failed(&k, gen, "late", 0.5).is_none());
+    }
+}

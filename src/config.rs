@@ -124,7 +124,7 @@ fn cache_options(
         Storage::Memory => ":memory".to_string(),
         Storage::Local(root) => {
             let abs = std::path::absolute(root).map_err(|e| format!("PATH: {e}"))?;
-            format!("local/{}", abs.display())
+            format!("local{}", abs.display())
         }
         Storage::Upstream(u) => format!("{}/{}", u.label, u.path),
     };
@@ -372,6 +372,10 @@ impl Config {
         let etag = EtagAlg::parse(&a.etag_hash)
             .ok_or_else(|| format!("--etag-hash: unknown hash {:?}", a.etag_hash))?;
         let mut storage_notes = storage_notes;
+        if a.poll_interval.is_some_and(|d| !d.is_zero()) {
+            // As rclone says for remotes that cannot notify changes (local, s3).
+            storage_notes.push("poll-interval is not supported by this remote".into());
+        }
         if matches!(storage, Storage::Upstream(_)) && etag != EtagAlg::Md5 {
             storage_notes.push(
                 "--etag-hash is ignored: an S3 upstream's ETags are its own and are served as \
@@ -567,6 +571,33 @@ mod tests {
 
     fn args(extra: &[&str]) -> Args {
         crate::cli::parse_args(extra.iter().map(|s| s.to_string())).unwrap()
+    }
+
+    #[test]
+    fn cache_options_follow_the_flags_and_poll_interval_is_noted() {
+        let env = HashMap::new();
+        let c = Config::from_args_env(&args(&["/srv/data"]), &env).unwrap();
+        assert!(c.cache.is_none());
+        let c = Config::from_args_env(
+            &args(&[
+                "--vfs-cache-mode=full",
+                "--cache-dir=/c",
+                "--vfs-cache-max-size=1G",
+                "--poll-interval=10s",
+                "/srv/data",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let o = c.cache.unwrap();
+        assert_eq!(o.mode, crate::vfs::cache::Mode::Full);
+        assert_eq!(o.dir, PathBuf::from("/c"));
+        assert_eq!(o.remote, "local/srv/data");
+        assert_eq!(o.max_size, Some(1 << 30));
+        assert!(c
+            .storage_notes
+            .iter()
+            .any(|n| n.contains("poll-interval is not supported")));
     }
 
     #[test]

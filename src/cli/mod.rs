@@ -29,7 +29,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "auth-proxy",
     "disable-multipart-streaming", "gid", "htpasswd", "link-perms",
     "metadata-max-objects", "multipart-streaming-buffer-limit",
-    "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass", "poll-interval",
+    "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass",
     "realm", "salt", "uid",
     "user", "user-from-header", "vfs-block-norm-dupes",
     "vfs-case-insensitive", "vfs-disk-space-total-size",
@@ -107,6 +107,7 @@ Flags:
       --vfs-cache-poll-interval Duration  Interval to poll the cache for stale objects (default 1m0s)
       --vfs-fast-fingerprint  Use fast (less accurate) fingerprints for change detection
       --vfs-read-ahead SizeSuffix  Extra read ahead over --buffer-size when using cache-mode full
+      --poll-interval Duration  Time to wait between polling for changes (not supported by local or s3 remotes)
       --vfs-refresh           Refreshes the directory cache recursively in the background on start
       --vfs-write-back Duration  Time to writeback files after last use when using cache (default 5s)
       --vfs-read-chunk-size SizeSuffix  Read from an S3 upstream in chunks of this size (default 128Mi)
@@ -169,6 +170,8 @@ pub struct Args {
     pub transfers: usize,
     pub vfs_fast_fingerprint: bool,
     pub vfs_refresh: bool,
+    /// `--poll-interval`: accepted; no backend s3serve serves can notify changes.
+    pub poll_interval: Option<Duration>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
@@ -229,6 +232,7 @@ impl Default for Args {
             transfers: 4,
             vfs_fast_fingerprint: false,
             vfs_refresh: false,
+            poll_interval: None,
             multipart_max_uploads: 1000,
             low_level_retries: 10,
             contimeout: Duration::from_secs(60),
@@ -374,6 +378,7 @@ impl Args {
             "--transfers" => self.transfers = typed(p, flag, parse_count)?.max(1),
             "--vfs-fast-fingerprint" => self.vfs_fast_fingerprint = switch(p, flag)?,
             "--vfs-refresh" => self.vfs_refresh = switch(p, flag)?,
+            "--poll-interval" => self.poll_interval = Some(typed(p, flag, parse_duration)?),
             "--contimeout" => self.contimeout = typed(p, flag, parse_duration)?,
             "--timeout" => self.timeout = typed(p, flag, parse_duration)?,
             "--low-level-retries" => {

@@ -514,3 +514,57 @@ fn a_cache_in_front_of_a_directory_writes_it_back() {
     assert!(on_disk(&dir.0, "loc", "d/f.bin").is_none());
     assert!(keys_listed(&s, "loc").is_empty());
 }
+
+#[test]
+fn a_second_reader_of_a_range_waits_for_the_first_fetch() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("wtr");
+    let body = data(3 << 20, 29);
+    assert_eq!(up.put("wtr", "one", &body).status, 200);
+    assert_eq!(up.put("wtr", "two", &body).status, 200);
+    let proxy = FaultProxy::start(up.addr);
+    let cache = TempDir::new();
+    let g = cached(proxy.addr, &cache.0, |o| o.mode = Mode::Full);
+    let gets = |key: &str| {
+        let head = format!("GET /wtr/{key}");
+        proxy
+            .plan()
+            .seen
+            .iter()
+            .filter(|h| h.starts_with(&head))
+            .count()
+    };
+    // What one reader of the whole object costs.
+    assert!(g.get("wtr", "one", &[]).body == body);
+    let alone = gets("one");
+    assert!(alone > 0);
+
+    // Two readers at once: the second finds the range being fetched and waits for it.
+    let (tx, rx) = mpsc::channel::<()>();
+    proxy.plan().before = Some((
+        "GET /wtr/two".into(),
+        Box::new(move || {
+            let _ = rx.recv();
+        }),
+    ));
+    let addr = g.addr;
+    let reader = move || {
+        let s = TestServer {
+            running: None,
+            addr,
+            root: PathBuf::new(),
+            creds: rusty_s3::Credentials::new(AK, SK),
+        };
+        s.get("wtr", "two", &[]).body
+    };
+    let first = std::thread::spawn(reader.clone());
+    eventually("the first fetch", || gets("two") == 1);
+    let second = std::thread::spawn(reader);
+    // Let the second reader reach the range before the fetch goes on (either order holds).
+    std::thread::sleep(Duration::from_millis(300));
+    tx.send(()).unwrap();
+    assert!(first.join().unwrap() == body);
+    assert!(second.join().unwrap() == body);
+    assert_eq!(gets("two"), alone);
+}

@@ -558,7 +558,7 @@ fn a_second_reader_of_a_range_waits_for_the_first_fetch() {
         };
         s.get("wtr", "two", &[]).body
     };
-    let first = std::thread::spawn(reader.clone());
+    let first = std::thread::spawn(reader);
     eventually("the first fetch", || gets("two") == 1);
     let second = std::thread::spawn(reader);
     // Let the second reader reach the range before the fetch goes on (either order holds).

@@ -60,13 +60,7 @@ fn on_disk(root: &Path, bucket: &str, key: &str) -> Option<Vec<u8>> {
 }
 
 fn keys_listed(s: &TestServer, bucket: &str) -> Vec<String> {
-    let r = s.raw("GET", &format!("/{bucket}?list-type=2"), &[], b"");
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text()
-        .split("<Key>")
-        .skip(1)
-        .map(|k| k.split("</Key>").next().unwrap().to_string())
-        .collect()
+    listed(s.addr, bucket)
 }
 
 #[test]

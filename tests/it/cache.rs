@@ -562,3 +562,81 @@ fn a_second_reader_of_a_range_waits_for_the_first_fetch() {
     assert!(second.join().unwrap() == body);
     assert_eq!(gets("two"), alone);
 }
+
+#[test]
+fn kill_9_in_the_middle_of_writes_loses_no_acknowledged_one_and_shows_no_partial_one() {
+    use crate::binary::spawn_env;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("mid");
+    let cache = TempDir::new();
+    let remote = format!(
+        ":s3,provider=Other,endpoint='http://{}',access_key_id={AK},secret_access_key={SK}:",
+        up.addr
+    );
+    let cache_dir = cache.0.to_str().unwrap().to_string();
+    let run = |wb: &str| {
+        let args = [
+            "--addr",
+            "127.0.0.1:0",
+            "--vfs-cache-mode",
+            "writes",
+            "--vfs-write-back",
+            wb,
+            "--cache-dir",
+            &cache_dir,
+            &remote,
+        ];
+        spawn_env(&args, &[])
+    };
+    let (mut child, addr, _) = run("1h");
+    let body = |i: usize| data(20_000 + (i % 7) * 50_000, i as u32 + 1);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    let r = std::panic::catch_unwind(|| {
+                        send(addr, "PUT", &format!("/mid/k{i}"), &body(i))
+                    });
+                    match r {
+                        Ok(r) if r.status == 200 => acked.lock().unwrap().push(i),
+                        _ => break,
+                    }
+                    i += 4;
+                }
+            })
+        })
+        .collect();
+    eventually("some writes", || acked.lock().unwrap().len() >= 40);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        let _ = w.join();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let (mut child, addr, _) = run("10ms");
+    let shown = listed(addr, "mid");
+    for i in &acked {
+        assert!(shown.contains(&format!("k{i}")), "k{i} was acknowledged");
+    }
+    // Whatever is shown reads back whole; what was acknowledged reaches the upstream.
+    for key in &shown {
+        let i: usize = key[1..].parse().unwrap();
+        let r = send(addr, "GET", &format!("/mid/{key}"), b"");
+        assert!(r.status == 200 && r.body == body(i), "{key} is partial");
+    }
+    for i in &acked {
+        let key = format!("k{i}");
+        eventually(&key, || on_disk(&dir.0, "mid", &key) == Some(body(*i)));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -282,6 +282,20 @@ fn a_full_cache_refuses_writes_and_eviction_makes_room() {
     assert_eq!(g.head("ful", "c").status, 404);
     assert!(files_under(&cache.0.join("s3serve/up/tmp")).is_empty());
     assert!(!record_path(&cache.0, "ful", "c").exists());
+    // A multipart part is admitted as a PUT is.
+    let r = g.raw("POST", "/ful/mp?uploads", &[], b"");
+    let id = crate::multipart::tag(&r.text(), "UploadId").to_string();
+    let target = format!("/ful/mp?partNumber=1&uploadId={id}");
+    let r = g.raw("PUT", &target, &[], &data(3 << 20, 9));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "SlowDown"),
+        "{}",
+        r.text()
+    );
+    let r = g.raw("GET", &format!("/ful/mp?uploadId={id}"), &[], b"");
+    assert!(!r.text().contains("<Part>"), "{}", r.text());
+    assert_eq!(g.raw("PUT", &target, &[], b"small").status, 200);
     drop(g);
 
     // Once uploaded, items are clean and make room for new writes.

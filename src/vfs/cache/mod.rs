@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod evict;
 mod full;
+mod parts;
 pub mod retry;
 mod state;
 pub mod store;
@@ -123,8 +124,11 @@ impl Cache {
                 opts.dir.display()
             )
         })?;
-        let uploads =
-            LocalUploads::open(&layout.own, 0o600).map_err(|e| format!("--cache-dir: {e}"))?;
+        let uploads = parts::CacheUploads {
+            local: LocalUploads::open(&layout.own, 0o600)
+                .map_err(|e| format!("--cache-dir: {e}"))?,
+            sh: Default::default(),
+        };
         let (wb_tx, wb_rx) = crossbeam_channel::unbounded();
         let (kick_tx, kick_rx) = crossbeam_channel::bounded(1);
         let sh = Arc::new(Shared {
@@ -139,6 +143,7 @@ impl Cache {
             evict_kick: kick_tx,
             _lock: lock,
         });
+        let _ = sh.uploads.sh.set(Arc::downgrade(&sh));
         let started = std::time::Instant::now();
         let dirty = sh.reload();
         let items = sh.lock().items.len();

@@ -16,7 +16,6 @@ use super::clock::Clock;
 use super::evict;
 use super::store::{self, Layout, Record};
 use super::{CacheOptions, Mode};
-use crate::backend::uploads::LocalUploads;
 use crate::backend::{
     Backend, BackendError, DirEntry, DirStamp, ErrorKind, Facts, ObjectInfo, Result,
 };
@@ -99,7 +98,7 @@ pub(super) struct Shared {
     pub inner: Box<dyn Backend>,
     pub opts: CacheOptions,
     pub layout: Layout,
-    pub uploads: LocalUploads,
+    pub uploads: super::parts::CacheUploads,
     pub state: Mutex<State>,
     /// Signalled whenever an upload ends.
     pub changed: Condvar,

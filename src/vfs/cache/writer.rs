@@ -80,6 +80,9 @@ impl<'a> CacheWriter<'a> {
             f.sync_all()?;
             f.metadata()?.len()
         };
+        // Bytes put there in the kernel (assembled parts) are admitted now.
+        self.written = size;
+        self.grow(0)?;
         let data_path = sh.data_path(&self.key);
         let meta_path = sh.meta_path(&self.key);
         let (data_dir, meta_dir) = (parent(&data_path), parent(&meta_path));

@@ -654,3 +654,20 @@ fn kill_9_in_the_middle_of_writes_loses_no_acknowledged_one_and_shows_no_partial
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn reads_do_not_postpone_an_upload() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("rds");
+    let cache = TempDir::new();
+    let g = cached(up.addr, &cache.0, |o| o.write_back = Duration::from_millis(200));
+    assert_eq!(g.put("rds", "k", b"read me often").status, 200);
+    // Reads far more often than the write-back delay: the upload still happens (rclone
+    // would push it back after every read, for as long as they go on).
+    eventually("the upload while reads go on", || {
+        assert_eq!(g.head("rds", "k").status, 200);
+        assert_eq!(g.get("rds", "k", &[]).body, b"read me often");
+        on_disk(&dir.0, "rds", "k").is_some()
+    });
+}

@@ -661,7 +661,9 @@ fn reads_do_not_postpone_an_upload() {
     let up = start(config(&dir.0));
     up.create_bucket("rds");
     let cache = TempDir::new();
-    let g = cached(up.addr, &cache.0, |o| o.write_back = Duration::from_millis(200));
+    let g = cached(up.addr, &cache.0, |o| {
+        o.write_back = Duration::from_millis(200)
+    });
     assert_eq!(g.put("rds", "k", b"read me often").status, 200);
     // Reads far more often than the write-back delay: the upload still happens (rclone
     // would push it back after every read, for as long as they go on).
@@ -670,4 +672,35 @@ fn reads_do_not_postpone_an_upload() {
         assert_eq!(g.get("rds", "k", &[]).body, b"read me often");
         on_disk(&dir.0, "rds", "k").is_some()
     });
+}
+
+#[test]
+fn vfs_refresh_lists_everything_at_start() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("rfs");
+    for k in ["a", "d/b", "d/e/c"] {
+        assert_eq!(up.put("rfs", k, b"x").status, 200);
+    }
+    let proxy = FaultProxy::start(up.addr);
+    let cache = TempDir::new();
+    let mut c = gateway_config(proxy.addr, "", |u| u.low_level_retries = 1);
+    c.cache = Some(options(&cache.0));
+    c.vfs_refresh = true;
+    let g = start(c);
+    let lists = || {
+        let p = proxy.plan();
+        p.seen.iter().filter(|h| h.starts_with("GET /rfs?")).count()
+    };
+    eventually("the walk", || lists() >= 3);
+    // Once the walk is kept, a listing asks the upstream nothing.
+    eventually("the listings kept", || {
+        let before = lists();
+        keys_listed(&g, "rfs");
+        lists() == before
+    });
+    assert_eq!(lists(), 3);
+    // Listings now come from memory, even with the upstream failing.
+    proxy.plan().fail = Some((503, u32::MAX));
+    assert_eq!(keys_listed(&g, "rfs"), ["a", "d/b", "d/e/c"]);
 }

@@ -377,12 +377,15 @@ impl Backend for Cache {
             return Ok(info);
         }
         match self.sh.inner.stat(bucket, key) {
-            Ok(info) => {
-                if self.served(&k, Some(&info)).is_none() {
+            // The same version the item holds: told as the item tells it, which is how the
+            // client wrote it (and how GET, served from the item, tells it too).
+            Ok(info) => match self.served(&k, Some(&info)) {
+                Some((ours, _)) => Ok(ours),
+                None => {
                     self.drop_stale(&k);
+                    Ok(info)
                 }
-                Ok(info)
-            }
+            },
             Err(e) if e.kind == ErrorKind::NotFound => {
                 self.drop_stale(&k);
                 Err(e)

@@ -131,7 +131,17 @@ fn an_upstream_down_all_along_loses_nothing() {
     g.create_bucket("dwn");
     assert_eq!(g.put("dwn", "old", b"from before").status, 200);
     eventually("old", || on_disk(&dir.0, "dwn", "old").is_some());
-    assert_eq!(keys_listed(&g, "dwn"), ["old"]);
+    // A listing kept in memory: one that asks the upstream nothing (a listing fetched while
+    // the upload of `old` was finishing is not kept).
+    let lists = || {
+        let p = proxy.plan();
+        p.seen.iter().filter(|h| h.starts_with("GET /dwn?")).count()
+    };
+    eventually("the listing kept", || {
+        let before = lists();
+        assert_eq!(keys_listed(&g, "dwn"), ["old"]);
+        lists() == before
+    });
 
     proxy.plan().fail = Some((503, u32::MAX));
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| data(70_000, i + 5)).collect();

@@ -39,6 +39,8 @@ pub struct UpstreamConfig {
     /// `--vfs-read-chunk-size` and its limit (0: none).
     pub read_chunk: u64,
     pub read_chunk_limit: u64,
+    /// `--vfs-read-chunk-streams` (0 or 1: one request at a time).
+    pub read_streams: usize,
     /// How writes are made: the remote's `acl`, `bucket_acl`, `location_constraint`,
     /// `upload_cutoff` and `chunk_size`.
     pub writes: crate::backend::upstream::Writes,
@@ -320,6 +322,7 @@ fn s3_upstream(
         timeout: Duration::from_secs(300),
         read_chunk: 128 << 20,
         read_chunk_limit: 0,
+        read_streams: 0,
         writes,
     })
 }
@@ -347,6 +350,7 @@ impl Config {
             u.timeout = a.timeout;
             u.read_chunk = a.vfs_read_chunk_size;
             u.read_chunk_limit = a.vfs_read_chunk_size_limit.unwrap_or(0);
+            u.read_streams = a.vfs_read_chunk_streams;
         }
         let tls = tls_files(a)?;
         let mut addrs = Vec::new();

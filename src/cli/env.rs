@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn variables_for_missing_flags_are_ignored_and_reported() {
         let env = [
-            ("RCLONE_VFS_READ_CHUNK_STREAMS", "4"),
+            ("RCLONE_VFS_READ_WAIT", "1s"),
             ("RCLONE_NO_SUCH_FLAG", "1"),
             ("RCLONE_MAX_CONNECTIONS", "4"),
             ("RCLONE_CONFIG_MYREMOTE_TYPE", "s3"),
@@ -306,7 +306,7 @@ mod tests {
             [
                 "RCLONE_MAX_CONNECTIONS",
                 "RCLONE_NO_SUCH_FLAG",
-                "RCLONE_VFS_READ_CHUNK_STREAMS",
+                "RCLONE_VFS_READ_WAIT",
                 "RCLONE_read_only",
             ]
         );

@@ -34,7 +34,7 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "user", "user-from-header", "vfs-block-norm-dupes",
     "vfs-case-insensitive", "vfs-disk-space-total-size",
     "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
-    "vfs-read-chunk-streams", "vfs-read-wait", "vfs-used-is-size",
+    "vfs-read-wait", "vfs-used-is-size",
     "vfs-write-wait",
     // The filter group.
     "delete-excluded", "exclude", "exclude-from", "exclude-if-present", "files-from",
@@ -111,6 +111,7 @@ Flags:
       --vfs-refresh           Refreshes the directory cache recursively in the background on start
       --vfs-write-back Duration  Time to writeback files after last use when using cache (default 5s)
       --vfs-read-chunk-size SizeSuffix  Read from an S3 upstream in chunks of this size (default 128Mi)
+      --vfs-read-chunk-streams int  The number of parallel streams to read at once (default 0)
       --vfs-read-chunk-size-limit SizeSuffix  Double the chunk size after each chunk up to this (default off)
       --vhost-domain string   Base domain of virtual-hosted-style requests (bucket.DOMAIN), with --force-path-style=false
       --workers int           Number of threads serving requests (default automatic)
@@ -170,6 +171,7 @@ pub struct Args {
     pub transfers: usize,
     pub vfs_fast_fingerprint: bool,
     pub vfs_refresh: bool,
+    pub vfs_read_chunk_streams: usize,
     /// `--poll-interval`: accepted; no backend s3serve serves can notify changes.
     pub poll_interval: Option<Duration>,
     pub cert: Option<PathBuf>,
@@ -232,6 +234,7 @@ impl Default for Args {
             transfers: 4,
             vfs_fast_fingerprint: false,
             vfs_refresh: false,
+            vfs_read_chunk_streams: 0,
             poll_interval: None,
             multipart_max_uploads: 1000,
             low_level_retries: 10,
@@ -378,6 +381,9 @@ impl Args {
             "--transfers" => self.transfers = typed(p, flag, parse_count)?.max(1),
             "--vfs-fast-fingerprint" => self.vfs_fast_fingerprint = switch(p, flag)?,
             "--vfs-refresh" => self.vfs_refresh = switch(p, flag)?,
+            "--vfs-read-chunk-streams" => {
+                self.vfs_read_chunk_streams = typed(p, flag, parse_count)?
+            }
             "--poll-interval" => self.poll_interval = Some(typed(p, flag, parse_duration)?),
             "--contimeout" => self.contimeout = typed(p, flag, parse_duration)?,
             "--timeout" => self.timeout = typed(p, flag, parse_duration)?,
@@ -720,8 +726,8 @@ mod tests {
         assert!(error(&["--min-tls-version", "ssl3"]).starts_with("--min-tls-version: expected"));
         assert!(error(&["--max-header-bytes", "-1"]).starts_with("--max-header-bytes: expected"));
         assert_eq!(
-            error(&["--vfs-read-chunk-streams=4"]),
-            "--vfs-read-chunk-streams: not supported yet by s3serve"
+            error(&["--vfs-read-wait=1s"]),
+            "--vfs-read-wait: not supported yet by s3serve"
         );
         assert!(error(&["--vfs-cache-mode=most"]).starts_with("--vfs-cache-mode: expected"));
         assert!(error(&["-f", "+ *.txt"]).contains("not supported yet"));

@@ -194,6 +194,7 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
     let chunks = Chunks {
         first: u.read_chunk,
         limit: u.read_chunk_limit,
+        streams: u.read_streams,
     };
     Ok(Upstream::new(
         Client::new(http, endpoint, signer),

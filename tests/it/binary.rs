@@ -94,10 +94,7 @@ fn flag_errors_name_the_flag() {
     for (args, needle) in [
         (vec!["--bogus", "d"], "--bogus"),
         (vec!["--vfs-cache-mode", "most", "d"], "--vfs-cache-mode"),
-        (
-            vec!["--vfs-read-chunk-streams", "4", "d"],
-            "--vfs-read-chunk-streams",
-        ),
+        (vec!["--vfs-read-wait", "1s", "d"], "--vfs-read-wait"),
         (vec!["--etag-hash", "CRC", "d"], "--etag-hash"),
         (vec!["--umask", "9", "d"], "--umask"),
         (vec![], "PATH"),
@@ -125,12 +122,12 @@ fn rclone_auth_key_variable_closes_the_server() {
     let root = dir.0.to_str().unwrap();
     let env = [
         ("RCLONE_AUTH_KEY", "\"AKID,SECRET\""),
-        ("RCLONE_VFS_READ_CHUNK_STREAMS", "4"),
+        ("RCLONE_VFS_READ_WAIT", "1s"),
     ];
     let (mut child, addr, lines) = spawn_env(&["--addr", "127.0.0.1:0", root], &env);
     let all = lines.concat();
     assert!(!all.contains("anonymous"), "{all}");
-    assert!(all.contains("RCLONE_VFS_READ_CHUNK_STREAMS"), "{all}");
+    assert!(all.contains("RCLONE_VFS_READ_WAIT"), "{all}");
     let r = raw_exchange(
         addr,
         b"PUT /open HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -245,3 +245,51 @@ fn a_get_streams_while_the_upstream_is_still_sending() {
     s.read_to_end(&mut got).unwrap();
     assert!(got[head_end..] == obj[..]);
 }
+
+#[test]
+fn parallel_read_streams_fetch_fixed_chunks_in_order_and_resume_cut_ones() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("pst");
+    let body = data((7 << 19) + 123, 13);
+    assert_eq!(up.put("pst", "k", &body).status, 200);
+    let proxy = FaultProxy::start(up.addr);
+    let g = gateway_with(proxy.addr, "", |u| {
+        u.read_streams = 3;
+        u.read_chunk = 100_000;
+    });
+    let r = g.get("pst", "k", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body);
+    // Fixed chunks of whole MiBs (100,000 rounded up), not the doubling sequential reads.
+    let mut ranges: Vec<String> = proxy
+        .plan()
+        .seen
+        .iter()
+        .filter(|h| h.starts_with("GET /pst/k"))
+        .filter_map(|h| {
+            h.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("range: ")
+                    .map(String::from)
+            })
+        })
+        .collect();
+    ranges.sort();
+    let mib = 1u64 << 20;
+    let last = body.len() as u64 - 1;
+    let want: Vec<String> = (0..4)
+        .map(|i| format!("bytes={}-{}", i * mib, ((i + 1) * mib - 1).min(last)))
+        .collect();
+    assert_eq!(ranges, want);
+    // A range from the middle, and an answer cut short on the way.
+    {
+        let mut plan = proxy.plan();
+        plan.only = Some("GET /pst/k".into());
+        plan.cut_answers = Some((300_000, 1));
+    }
+    let r = g.get("pst", "k", &[("range", "bytes=1500000-2600000")]);
+    assert_eq!(r.status, 206);
+    assert!(r.body == body[1_500_000..=2_600_000]);
+    assert!(proxy.plan().cut_answers.is_none());
+}

@@ -175,6 +175,7 @@ pub fn gateway_config(
         // Small chunks, so that a read takes several ranged requests.
         read_chunk: 100_000,
         read_chunk_limit: 400_000,
+        read_streams: 0,
         writes: Default::default(),
     };
     set(&mut u);

@@ -5,6 +5,7 @@ pub mod client;
 pub mod http;
 pub mod multipart;
 mod store;
+mod streams;
 mod uploads;
 
 pub use store::{Chunks, Upstream, Writes};

@@ -29,6 +29,9 @@ const PAGE: usize = 1000;
 pub struct Chunks {
     pub first: u64,
     pub limit: u64,
+    /// `--vfs-read-chunk-streams`: above 1, that many fixed-size chunks are fetched at once
+    /// (see [`super::streams`]).
+    pub streams: usize,
 }
 
 /// How objects and buckets are written, from the remote's options.
@@ -416,6 +419,21 @@ impl Backend for Upstream {
         // reader may want bytes far from the start.
         let head = self.head(bucket, &b, &k)?;
         let info = info_of(&head);
+        let ahead = (self.chunks.streams > 1 && self.chunks.first > 0).then(|| {
+            let src = super::streams::Source {
+                client: self.client.clone(),
+                bucket: b.clone(),
+                key: k.clone(),
+                etag: head.etag.clone(),
+                size: head.size,
+            };
+            super::streams::Ahead::new(
+                src,
+                self.chunks.first,
+                self.chunks.streams,
+                self.scratch.clone(),
+            )
+        });
         let body = Ranged {
             client: self.client.clone(),
             bucket: b,
@@ -427,6 +445,7 @@ impl Backend for Upstream {
             chunks: self.chunks,
             stream: None,
             resumes: 0,
+            ahead,
         };
         Ok(ObjectReader {
             info,
@@ -551,7 +570,7 @@ fn md5_of(file: &File, offset: u64, len: u64) -> Result<[u8; 16]> {
 }
 
 /// An unnamed file for a write's bytes.
-fn tempfile_in(dir: &Path) -> Result<File> {
+pub(super) fn tempfile_in(dir: &Path) -> Result<File> {
     use rustix::fs::{Mode, OFlags};
     std::fs::create_dir_all(dir)?;
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
@@ -701,6 +720,27 @@ fn range_start(v: &str) -> Option<u64> {
     v.split_once('-')?.0.trim().parse().ok()
 }
 
+/// The body of a ranged answer, positioned at byte `pos` of the object. Where its bytes
+/// start is what its Content-Range says, whatever the status (rclone serve s3 sends a range
+/// with 200); a 200 without one is the whole object.
+pub(super) fn answer_from(answer: Answer, pos: u64) -> io::Result<Box<dyn Read + Send + Sync>> {
+    let start = match (answer.header("content-range"), answer.status) {
+        (Some(v), _) => range_start(v).ok_or_else(|| {
+            io::Error::other(format!("the upstream's Content-Range {v:?} cannot be read"))
+        })?,
+        (None, 200) => 0,
+        (None, s) => return Err(io::Error::other(format!("a {s} without Content-Range"))),
+    };
+    if start > pos {
+        return Err(io::Error::other(format!(
+            "the upstream answered from byte {start}, not {pos}"
+        )));
+    }
+    let mut body = answer.body;
+    io::copy(&mut (&mut body).take(pos - start), &mut io::sink())?;
+    Ok(body)
+}
+
 /// An object read in ranged GETs as the reader asks for bytes.
 struct Ranged {
     client: Arc<Client>,
@@ -715,6 +755,8 @@ struct Ranged {
     stream: Option<(Box<dyn Read + Send + Sync>, u64)>,
     /// Answers cut short so far, each resumed with a new request from where it stopped.
     resumes: u32,
+    /// With `--vfs-read-chunk-streams`: the chunks in flight ahead of the reader.
+    ahead: Option<super::streams::Ahead>,
 }
 
 impl Ranged {
@@ -734,23 +776,7 @@ impl Ranged {
                 self.etag.as_deref(),
             )
             .map_err(|e| io::Error::other(e.message))?;
-        // Where the answer's bytes start: as its Content-Range says, whatever the status
-        // (rclone serve s3 sends a range with 200); a 200 without one is the whole object.
-        let start = match (answer.header("content-range"), answer.status) {
-            (Some(v), _) => range_start(v).ok_or_else(|| {
-                io::Error::other(format!("the upstream's Content-Range {v:?} cannot be read"))
-            })?,
-            (None, 200) => 0,
-            (None, s) => return Err(io::Error::other(format!("a {s} without Content-Range"))),
-        };
-        if start > self.pos {
-            return Err(io::Error::other(format!(
-                "the upstream answered from byte {start}, not {}",
-                self.pos
-            )));
-        }
-        let mut body = answer.body;
-        io::copy(&mut (&mut body).take(self.pos - start), &mut io::sink())?;
+        let body = answer_from(answer, self.pos)?;
         self.stream = Some((body, len));
         self.next_chunk = match self.chunks.limit {
             0 => self.next_chunk.saturating_mul(2),
@@ -768,6 +794,11 @@ impl Read for Ranged {
         loop {
             if self.pos >= self.size || buf.is_empty() {
                 return Ok(0);
+            }
+            if let Some(ahead) = &mut self.ahead {
+                let n = ahead.read_at(self.pos, buf)?;
+                self.pos += n as u64;
+                return Ok(n);
             }
             if self.stream.is_none() {
                 self.fetch()?;

@@ -378,6 +378,32 @@ fn send(addr: SocketAddr, method: &str, target: &str, body: &[u8]) -> Resp {
     raw_exchange(addr, &req, method == "HEAD")
 }
 
+/// The connection string that names the test upstream at `up`.
+fn remote_of(up: SocketAddr) -> String {
+    format!(":s3,provider=Other,endpoint='http://{up}',access_key_id={AK},secret_access_key={SK}:")
+}
+
+/// The arguments of the binary as an anonymous gateway over `up`, caching writes in
+/// `cache` and writing back after `write_back`.
+fn cached_args(up: SocketAddr, cache: &Path, write_back: &str) -> Vec<String> {
+    let flags = ["--addr", "127.0.0.1:0", "--vfs-cache-mode", "writes"];
+    let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    args.extend(["--vfs-write-back".into(), write_back.into()]);
+    args.extend(["--cache-dir".into(), cache.to_str().unwrap().into()]);
+    args.push(remote_of(up));
+    args
+}
+
+fn cached_binary(
+    up: SocketAddr,
+    cache: &Path,
+    write_back: &str,
+) -> (std::process::Child, SocketAddr, Vec<String>) {
+    let args = cached_args(up, cache, write_back);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::binary::spawn_env(&args, &[])
+}
+
 fn listed(addr: SocketAddr, bucket: &str) -> Vec<String> {
     let r = send(addr, "GET", &format!("/{bucket}?list-type=2"), b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -390,34 +416,12 @@ fn listed(addr: SocketAddr, bucket: &str) -> Vec<String> {
 
 #[test]
 fn a_hundred_dirty_objects_survive_kill_9_and_arrive_after_the_restart() {
-    use crate::binary::{command, spawn_env};
+    use crate::binary::command;
     let dir = TempDir::new();
     let up = start(config(&dir.0));
     up.create_bucket("kil");
     let cache = TempDir::new();
-    let remote = format!(
-        ":s3,provider=Other,endpoint='http://{}',access_key_id={AK},secret_access_key={SK}:",
-        up.addr
-    );
-    let cache_dir = cache.0.to_str().unwrap();
-    let args = |wb: &'static str| {
-        vec![
-            "--addr".to_string(),
-            "127.0.0.1:0".into(),
-            "--vfs-cache-mode".into(),
-            "writes".into(),
-            "--vfs-write-back".into(),
-            wb.into(),
-            "--cache-dir".into(),
-            cache_dir.into(),
-            remote.clone(),
-        ]
-    };
-    let run = |wb| {
-        let a = args(wb);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        spawn_env(&a, &[])
-    };
+    let run = |wb| cached_binary(up.addr, &cache.0, wb);
     let (mut child, addr, _) = run("1h");
     let bodies: Vec<Vec<u8>> = (0..100)
         .map(|i| data(1000 + i * 37, i as u32 + 1))
@@ -427,8 +431,10 @@ fn a_hundred_dirty_objects_survive_kill_9_and_arrive_after_the_restart() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // A second process on the same cache is refused, and says why.
-    let a = args("1h");
-    let out = command(&[]).args(&a).output().unwrap();
+    let out = command(&[])
+        .args(cached_args(up.addr, &cache.0, "1h"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another s3serve"), "{err}");
@@ -464,10 +470,7 @@ fn sigterm_leaves_pending_uploads_for_the_next_start_and_says_so() {
     up.create_bucket("trm");
     let cache = TempDir::new();
     let log = cache.0.join("server.log");
-    let remote = format!(
-        ":s3,provider=Other,endpoint='http://{}',access_key_id={AK},secret_access_key={SK}:",
-        up.addr
-    );
+    let remote = remote_of(up.addr);
     let mut child = command(&[])
         .args(["--addr", "127.0.0.1:0", "--vfs-cache-mode", "writes"])
         .args([
@@ -589,32 +592,13 @@ fn a_second_reader_of_a_range_waits_for_the_first_fetch() {
 
 #[test]
 fn kill_9_in_the_middle_of_writes_loses_no_acknowledged_one_and_shows_no_partial_one() {
-    use crate::binary::spawn_env;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let dir = TempDir::new();
     let up = start(config(&dir.0));
     up.create_bucket("mid");
     let cache = TempDir::new();
-    let remote = format!(
-        ":s3,provider=Other,endpoint='http://{}',access_key_id={AK},secret_access_key={SK}:",
-        up.addr
-    );
-    let cache_dir = cache.0.to_str().unwrap().to_string();
-    let run = |wb: &str| {
-        let args = [
-            "--addr",
-            "127.0.0.1:0",
-            "--vfs-cache-mode",
-            "writes",
-            "--vfs-write-back",
-            wb,
-            "--cache-dir",
-            &cache_dir,
-            &remote,
-        ];
-        spawn_env(&args, &[])
-    };
+    let run = |wb| cached_binary(up.addr, &cache.0, wb);
     let (mut child, addr, _) = run("1h");
     let body = |i: usize| data(20_000 + (i % 7) * 50_000, i as u32 + 1);
     let acked = Arc::new(Mutex::new(Vec::new()));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::SystemTime;
 
-use super::state::{Shared, RESERVE_STEP};
+use super::state::{Room, Shared};
 use crate::backend::uploads::LocalUploads;
 use crate::backend::{ObjectMeta, ObjectWriter, PartInfo, PartWriter, Result, UploadInfo, Uploads};
 
@@ -27,21 +27,15 @@ impl CacheUploads {
 struct Admitted<'a> {
     inner: Box<dyn PartWriter + 'a>,
     sh: Option<Arc<Shared>>,
-    written: u64,
-    reserved: u64,
+    room: Room,
 }
 
 impl Admitted<'_> {
     fn admit(&mut self, more: u64) -> Result<()> {
-        let Some(sh) = &self.sh else { return Ok(()) };
-        let need = self.written + more;
-        if need <= self.reserved && self.reserved > 0 {
-            return Ok(());
+        match &self.sh {
+            Some(sh) => self.room.grow(sh, more),
+            None => Ok(()),
         }
-        let step = (need - self.reserved.min(need)).max(RESERVE_STEP);
-        sh.reserve(step)?;
-        self.reserved += step;
-        Ok(())
     }
 }
 
@@ -49,7 +43,7 @@ impl Write for Admitted<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.admit(buf.len() as u64).map_err(io::Error::other)?;
         let n = self.inner.write(buf)?;
-        self.written += n as u64;
+        self.room.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -66,15 +60,15 @@ impl PartWriter for Admitted<'_> {
     fn adopt(&mut self, file: std::fs::File, path: &Path) -> io::Result<bool> {
         let len = file.metadata()?.len();
         self.admit(len).map_err(io::Error::other)?;
-        self.written += len;
+        self.room.written += len;
         self.inner.adopt(file, path)
     }
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        if let (Some(sh), true) = (&self.sh, self.reserved > 0) {
-            sh.release(self.reserved);
+        if let Some(sh) = &self.sh {
+            self.room.release(sh);
         }
     }
 }
@@ -117,8 +111,7 @@ impl Uploads for CacheUploads {
         let mut w = Admitted {
             inner,
             sh: self.shared(),
-            written: 0,
-            reserved: 0,
+            room: Room::default(),
         };
         // A declared size is admitted whole, before any byte is taken.
         w.admit(size.unwrap_or(0))?;

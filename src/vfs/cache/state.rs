@@ -115,7 +115,36 @@ pub(super) fn unavailable(msg: impl Into<String>) -> BackendError {
 }
 
 /// Reservations for writes grow in steps of this much.
-pub(super) const RESERVE_STEP: u64 = 1 << 20;
+const RESERVE_STEP: u64 = 1 << 20;
+
+/// The room a write under way holds in the cache: bytes written, and bytes promised.
+#[derive(Default)]
+pub(super) struct Room {
+    pub written: u64,
+    pub reserved: u64,
+}
+
+impl Room {
+    /// Makes sure `more` bytes past those written are promised, asking the cache for at
+    /// least a step at a time.
+    pub fn grow(&mut self, sh: &Shared, more: u64) -> Result<()> {
+        let need = self.written + more;
+        if need <= self.reserved && self.reserved > 0 {
+            return Ok(());
+        }
+        let step = (need - self.reserved.min(need)).max(RESERVE_STEP);
+        sh.reserve(step)?;
+        self.reserved += step;
+        Ok(())
+    }
+
+    /// Gives the promised bytes back (the write is committed or dropped).
+    pub fn release(&mut self, sh: &Shared) {
+        if self.reserved > 0 {
+            sh.release(std::mem::take(&mut self.reserved));
+        }
+    }
+}
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {

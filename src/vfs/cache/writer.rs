@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::state::{unavailable, Item, Key, Shared, RESERVE_STEP};
+use super::state::{unavailable, Item, Key, Room, Shared};
 use super::store::{self, Ranges, Record};
 use crate::backend::{
     BackendError, ErrorKind, Facts, ObjectInfo, ObjectMeta, ObjectWriter, Result,
@@ -21,8 +21,7 @@ pub(super) struct CacheWriter<'a> {
     gen: u64,
     tmp: PathBuf,
     file: Option<File>,
-    written: u64,
-    reserved: u64,
+    room: Room,
 }
 
 impl<'a> CacheWriter<'a> {
@@ -42,8 +41,7 @@ impl<'a> CacheWriter<'a> {
             gen,
             tmp,
             file: Some(file),
-            written: 0,
-            reserved: 0,
+            room: Room::default(),
         };
         // Refused at once when the cache is already full.
         w.grow(0)?;
@@ -51,14 +49,7 @@ impl<'a> CacheWriter<'a> {
     }
 
     fn grow(&mut self, more: u64) -> Result<()> {
-        let need = self.written + more;
-        if need <= self.reserved && self.reserved > 0 {
-            return Ok(());
-        }
-        let step = (need - self.reserved.min(need)).max(RESERVE_STEP);
-        self.sh.reserve(step)?;
-        self.reserved += step;
-        Ok(())
+        self.room.grow(self.sh, more)
     }
 
     fn file(&mut self) -> &mut File {
@@ -81,7 +72,7 @@ impl<'a> CacheWriter<'a> {
             f.metadata()?.len()
         };
         // Bytes put there in the kernel (assembled parts) are admitted now.
-        self.written = size;
+        self.room.written = size;
         self.grow(0)?;
         let data_path = sh.data_path(&self.key);
         let meta_path = sh.meta_path(&self.key);
@@ -132,8 +123,8 @@ impl<'a> CacheWriter<'a> {
                     uploaded: None,
                 },
             );
-            st.reserved = st.reserved.saturating_sub(self.reserved);
-            self.reserved = 0;
+            st.reserved = st.reserved.saturating_sub(self.room.reserved);
+            self.room.reserved = 0;
             old.and_then(|o| o.fill)
         };
         if let Some(fill) = fill {
@@ -176,7 +167,7 @@ impl Write for CacheWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.grow(buf.len() as u64).map_err(io::Error::other)?;
         let n = self.file().write(buf)?;
-        self.written += n as u64;
+        self.room.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -247,9 +238,7 @@ impl Drop for CacheWriter<'_> {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
-        if self.reserved > 0 {
-            self.sh.release(self.reserved);
-        }
+        self.room.release(self.sh);
     }
 }
 

@@ -697,3 +697,60 @@ fn vfs_refresh_lists_everything_at_start() {
     proxy.plan().fail = Some((503, u32::MAX));
     assert_eq!(keys_listed(&g, "rfs"), ["a", "d/b", "d/e/c"]);
 }
+
+#[test]
+fn a_small_cache_filesystem_refuses_what_does_not_fit_and_evicts_to_make_room() {
+    // A real 8 MiB tmpfs where this machine lets us mount one (root); the free-space seam
+    // covers the rest in `a_full_cache_refuses_writes_and_eviction_makes_room`.
+    let cache = TempDir::new();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&cache.0)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("no tmpfs could be mounted here; the free-space seam test stands in");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(cache.0.clone());
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("tmf");
+    let hour = |o: &mut CacheOptions| {
+        o.write_back = Duration::from_secs(3600);
+        o.min_free = 1 << 20;
+    };
+    let g = cached(up.addr, &cache.0, hour);
+    assert_eq!(g.put("tmf", "a", &data(3 << 20, 3)).status, 200);
+    assert_eq!(g.put("tmf", "b", &data(3 << 20, 5)).status, 200);
+    let r = g.put("tmf", "c", &data(3 << 20, 7));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "SlowDown"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(g.head("tmf", "c").status, 404);
+    assert!(files_under(&cache.0.join("s3serve/up/tmp")).is_empty());
+    drop(g);
+
+    // Uploaded items are clean: a write that needs their room evicts them.
+    let g = cached(up.addr, &cache.0, |o| o.min_free = 1 << 20);
+    eventually("a and b uploaded and clean", || {
+        let clean = |k| {
+            std::fs::read_to_string(record_path(&cache.0, "tmf", k))
+                .is_ok_and(|r| r.contains("\"Dirty\": false"))
+        };
+        clean("a") && clean("b")
+    });
+    let c = data(3 << 20, 7);
+    assert_eq!(g.put("tmf", "c", &c).status, 200);
+    assert!(!record_path(&cache.0, "tmf", "a").exists());
+    eventually("c", || on_disk(&dir.0, "tmf", "c").as_ref() == Some(&c));
+}

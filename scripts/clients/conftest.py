@@ -156,6 +156,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self.upstream:
+                    self.upstream.stop()
                 pytest.fail(f"server exited with {self.proc.returncode} at start-up: {self.cmd}\n{self.log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
@@ -163,6 +165,8 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         self.kill()
+        if self.upstream:
+            self.upstream.stop()
         pytest.fail(f"server did not accept connections within {timeout}s: {self.cmd}\n{self.log()}")
 
     def stop(self, timeout=20.0):

@@ -203,8 +203,15 @@ impl ObjectWriter for CacheWriter<'_> {
         let gen = self.gen;
         if sh.opts.write_back.is_zero() {
             // Uploaded before the answer; a failure withdraws the write.
-            if !sh.claim(&key, gen).unwrap_or(false) {
-                return Err(unavailable("the key is busy uploading; try again"));
+            match sh.claim(&key, gen) {
+                Some(true) => {}
+                // An older upload of the key is in flight, or a delete holds it: the write
+                // is durable here, and goes up behind the answer once the key is free.
+                Some(false) => {
+                    sh.queue(key, gen, sh.clock.now());
+                    return Ok(info);
+                }
+                None => return Ok(info),
             }
             let sent = sh.upload(&key, gen);
             sh.upload_ended(&key);

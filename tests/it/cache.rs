@@ -754,3 +754,65 @@ fn a_small_cache_filesystem_refuses_what_does_not_fit_and_evicts_to_make_room() 
     assert!(!record_path(&cache.0, "tmf", "a").exists());
     eventually("c", || on_disk(&dir.0, "tmf", "c").as_ref() == Some(&c));
 }
+
+/// Multipart uploads still open on a local upstream over `root` (no `done` mark).
+fn open_uploads(root: &Path) -> usize {
+    let dir = root.join(".s3serve/uploads");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir() && !e.path().join("done").exists())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count()
+}
+
+#[test]
+fn a_multipart_upload_cut_by_kill_9_is_not_left_open_on_the_upstream() {
+    let dir = TempDir::new();
+    let up = start(config(&dir.0));
+    up.create_bucket("bkt");
+    let proxy = FaultProxy::start(up.addr);
+    let cache = TempDir::new();
+    // The second part's upload waits in the proxy until the gateway has been killed.
+    let (tx, rx) = mpsc::channel::<()>();
+    proxy.plan().before = Some((
+        "partNumber=2".into(),
+        Box::new(move || {
+            let _ = rx.recv();
+        }),
+    ));
+    let (mut child, addr, _) = cached_binary(proxy.addr, &cache.0, "10ms");
+    let g = TestServer {
+        running: None,
+        addr,
+        root: PathBuf::new(),
+        creds: rusty_s3::Credentials::new(AK, SK),
+    };
+    let (p1, p2) = (data(5 << 20, 3), data(1000, 5));
+    let id = create(&g, "mp");
+    let e1 = part(&g, "mp", &id, 1, &p1);
+    let e2 = part(&g, "mp", &id, 2, &p2);
+    assert_eq!(complete(&g, "mp", &id, &[(1, &e1), (2, &e2)]).status, 200);
+    let seen = |what: &str| proxy.plan().seen.iter().any(|h| h.contains(what));
+    eventually("the second part on its way up", || seen("partNumber=2"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tx.send(()).unwrap();
+    eventually("the first try's upload open upstream", || {
+        open_uploads(&dir.0) == 1
+    });
+
+    let (mut child, _, _) = cached_binary(proxy.addr, &cache.0, "10ms");
+    let whole: Vec<u8> = [p1.as_slice(), p2.as_slice()].concat();
+    eventually("mp upstream", || {
+        on_disk(&dir.0, "bkt", "mp").as_ref() == Some(&whole)
+    });
+    assert_eq!(
+        open_uploads(&dir.0),
+        0,
+        "the first try's upload was left open"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

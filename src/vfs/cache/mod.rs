@@ -262,6 +262,7 @@ impl Cache {
             next_try: None,
             meta: info.meta.clone().unwrap_or_default(),
             pending_data: None,
+            remote_upload: None,
         };
         self.sh.persist(key, &rec);
         let f = Arc::new(full::Fill::new(file, info.size, Ranges::default()));

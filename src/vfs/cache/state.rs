@@ -541,6 +541,7 @@ impl Shared {
                 item.rec.next_try = None;
                 item.rec.fingerprint = fp;
                 item.rec.pending_data = None;
+                item.rec.remote_upload = None;
                 let rec = item.rec.clone();
                 self.persist(key, &rec);
             }
@@ -568,7 +569,12 @@ impl Shared {
             // The upload is asked for the object's checksum algorithm and type, and each part
             // carries its own checksum, so the remote ends with the checksum the client got.
             let (upload_meta, alg) = upload_meta(&rec.meta);
+            // One an earlier try started (a crash, or a failed abort) goes first.
+            if let Some(old) = &rec.remote_upload {
+                let _ = store.abort(old);
+            }
             let id = store.create(bucket, k, &upload_meta)?;
+            self.note_remote_upload(key, rec.gen, Some(id.clone()));
             let sent = (|| -> Result<ObjectInfo> {
                 let mut offset = 0;
                 for (i, &size) in rec.meta.parts.iter().enumerate() {
@@ -584,8 +590,8 @@ impl Shared {
                 let parts = store.parts(&id)?;
                 store.join(&id, &parts, etag)
             })();
-            if sent.is_err() {
-                let _ = store.abort(&id);
+            if sent.is_err() && store.abort(&id).is_ok() {
+                self.note_remote_upload(key, rec.gen, None);
             }
             return sent;
         }
@@ -595,6 +601,17 @@ impl Shared {
             io::copy(&mut file, &mut w)?;
         }
         w.commit(&rec.meta, Some(rec.mtime))
+    }
+
+    /// Records the remote multipart upload an upload of generation `gen` has open (or that
+    /// it has none), so that it is never left open on the remote.
+    fn note_remote_upload(&self, key: &Key, gen: u64, id: Option<String>) {
+        let mut st = self.lock();
+        if let Some(item) = st.items.get_mut(key).filter(|i| i.rec.gen == gen) {
+            item.rec.remote_upload = id;
+            let rec = item.rec.clone();
+            self.persist(key, &rec);
+        }
     }
 
     /// An upload failed: the next try is scheduled `--vfs-write-back` doubled per failure

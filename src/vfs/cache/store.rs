@@ -121,6 +121,9 @@ pub struct Record {
     pub meta: ObjectMeta,
     /// The temporary the bytes are renamed from while a commit is under way.
     pub pending_data: Option<String>,
+    /// The remote's multipart upload an upload of this item started: recorded before its
+    /// parts go, so the next try (after a crash too) aborts it rather than leaving it open.
+    pub remote_upload: Option<String>,
 }
 
 impl Record {
@@ -159,6 +162,9 @@ impl Record {
         ));
         if let Some(p) = &self.pending_data {
             o.push_str(&format!("\t\t\"Data\": {},\n", quote(p)));
+        }
+        if let Some(u) = &self.remote_upload {
+            o.push_str(&format!("\t\t\"UploadId\": {},\n", quote(u)));
         }
         o.push_str(&format!("\t\t\"Object\": {}\n", quote(&meta)));
         o.push_str("\t}\n}\n");
@@ -208,6 +214,7 @@ impl Record {
             next_try: None,
             meta: ObjectMeta::default(),
             pending_data: None,
+            remote_upload: None,
         };
         if let Some(ours) = get("S3serve") {
             let Json::Obj(ours) = ours else { return None };
@@ -222,6 +229,11 @@ impl Record {
                 rec.mtime = UNIX_EPOCH + Duration::from_nanos(ns.parse().ok()?);
             }
             rec.pending_data = match f("Data") {
+                Some(Json::Str(s)) => Some(s.clone()),
+                None => None,
+                _ => return None,
+            };
+            rec.remote_upload = match f("UploadId") {
                 Some(Json::Str(s)) => Some(s.clone()),
                 None => None,
                 _ => return None,
@@ -475,6 +487,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             pending_data: Some("tmp/7".into()),
+            remote_upload: Some("dXA.x".into()),
         };
         let raw = rec.encode();
         assert_eq!(Record::decode(&raw), Some(rec.clone()));

@@ -92,6 +92,7 @@ impl<'a> CacheWriter<'a> {
             next_try: None,
             meta: meta.clone(),
             pending_data: Some(format!("tmp/{}", self.gen)),
+            remote_upload: None,
         };
         let name = meta_path.file_name().unwrap_or_default().to_string_lossy();
         let meta_tmp = meta_dir.join(format!(".{name}.{}.s3serve-tmp", self.gen));

@@ -182,7 +182,13 @@ impl Cache {
 
     /// The item for `key` if it may be served as it is: dirty (or held) items always, clean
     /// ones when the remote still has what they were fetched as.
-    fn served(&self, key: &Key, remote: Option<&ObjectInfo>) -> Option<(ObjectInfo, Option<File>)> {
+    /// With `open`, the item's file comes too when it holds the whole object.
+    fn served(
+        &self,
+        key: &Key,
+        remote: Option<&ObjectInfo>,
+        open: bool,
+    ) -> Option<(ObjectInfo, Option<File>)> {
         let mut st = self.sh.lock();
         let now = self.sh.clock.now();
         let item = st.items.get_mut(key)?;
@@ -192,10 +198,11 @@ impl Cache {
             return None;
         }
         item.last_use = now;
-        let whole = match &item.fill {
-            Some(f) => f.complete(),
-            None => item.rec.ranges.first_gap(0, item.rec.size).is_none(),
-        };
+        let whole = open
+            && match &item.fill {
+                Some(f) => f.complete(),
+                None => item.rec.ranges.first_gap(0, item.rec.size).is_none(),
+            };
         let file = whole
             .then(|| File::open(self.sh.data_path(key)).ok())
             .flatten();
@@ -374,13 +381,13 @@ impl Backend for Cache {
 
     fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         let k = Cache::key(bucket, key);
-        if let Some((info, _)) = self.served(&k, None) {
+        if let Some((info, _)) = self.served(&k, None, false) {
             return Ok(info);
         }
         match self.sh.inner.stat(bucket, key) {
             // The same version the item holds: told as the item tells it, which is how the
             // client wrote it (and how GET, served from the item, tells it too).
-            Ok(info) => match self.served(&k, Some(&info)) {
+            Ok(info) => match self.served(&k, Some(&info), false) {
                 Some((ours, _)) => Ok(ours),
                 None => {
                     self.drop_stale(&k);
@@ -397,7 +404,7 @@ impl Backend for Cache {
 
     fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
         let k = Cache::key(bucket, key);
-        if let Some((info, Some(file))) = self.served(&k, None) {
+        if let Some((info, Some(file))) = self.served(&k, None, true) {
             return Ok(ObjectReader {
                 info,
                 body: Box::new(file),
@@ -417,7 +424,7 @@ impl Backend for Cache {
                 return Err(e);
             }
         };
-        if let Some((info, file)) = self.served(&k, Some(&remote)) {
+        if let Some((info, file)) = self.served(&k, Some(&remote), true) {
             if let Some(file) = file {
                 return Ok(ObjectReader {
                     info,
@@ -543,7 +550,7 @@ impl Backend for Cache {
             .get(&sk)
             .is_some_and(|i| i.rec.dirty || i.hold);
         if dirty {
-            if let Some((info, Some(mut file))) = self.served(&sk, None) {
+            if let Some((info, Some(mut file))) = self.served(&sk, None, true) {
                 let mut w = self.create(dst.0, dst.1)?;
                 std::io::copy(&mut file, &mut w)?;
                 return Ok((info, w));

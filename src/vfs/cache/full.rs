@@ -49,9 +49,6 @@ impl Fill {
         self.lock().ranges.first_gap(0, self.size).is_none()
     }
 
-    /// Readers keep their file; nothing they fetch is recorded any more.
-    pub fn detach(&self) {}
-
     fn lock(&self) -> std::sync::MutexGuard<'_, FillState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

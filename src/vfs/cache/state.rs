@@ -330,11 +330,20 @@ impl Shared {
 
     // ---- the remote's listings and buckets, kept in memory ----
 
+    /// Whether `bucket` is known to exist: from the remote within `--dir-cache-time` when
+    /// `fresh`; otherwise from any answer of the remote's, or from the items in it.
     pub fn bucket_known(&self, bucket: &str, fresh: bool) -> bool {
         let st = self.lock();
-        st.buckets.get(bucket).is_some_and(|at| {
-            !fresh || self.clock.now().saturating_duration_since(*at) < self.opts.dir_cache_time
-        }) || st.items.range(bucket_range(bucket)).next().is_some() && !fresh
+        let seen = st.buckets.get(bucket);
+        if fresh {
+            return seen.is_some_and(|at| self.is_fresh(*at));
+        }
+        seen.is_some() || st.items.range(bucket_range(bucket)).next().is_some()
+    }
+
+    /// Whether something learnt from the remote at `at` is within `--dir-cache-time`.
+    fn is_fresh(&self, at: Instant) -> bool {
+        self.clock.now().saturating_duration_since(at) < self.opts.dir_cache_time
     }
 
     pub fn bucket_seen(&self, bucket: &str, exists: bool) {
@@ -358,9 +367,7 @@ impl Shared {
             if let Some(k) = st.listings.get(&key) {
                 let fresh = match (stamp, k.stamp) {
                     (Some(now), Some(then)) => now == then,
-                    _ => {
-                        self.clock.now().saturating_duration_since(k.at) < self.opts.dir_cache_time
-                    }
+                    _ => self.is_fresh(k.at),
                 };
                 if fresh {
                     return Ok(k.entries.clone());
@@ -395,9 +402,7 @@ impl Shared {
                 if !dir.is_empty() {
                     let (parent, leaf) = split_key(&dir[..dir.len() - 1]);
                     let parent = st.listings.get(&(bucket.to_string(), parent.to_string()));
-                    let fresh = parent.filter(|k| {
-                        self.clock.now().saturating_duration_since(k.at) < self.opts.dir_cache_time
-                    });
+                    let fresh = parent.filter(|k| self.is_fresh(k.at));
                     if fresh.is_some_and(|k| !k.entries.iter().any(|e| e.is_dir && e.name == leaf))
                     {
                         return Ok(Vec::new());

@@ -96,11 +96,7 @@ fn run(
             _ => IDLE_TICK,
         };
         // A clock that does not move (a test's) is looked at again soon.
-        let wait = wait.min(Duration::from_millis(if wait.is_zero() {
-            1
-        } else {
-            u64::MAX
-        }));
+        let wait = wait.max(Duration::from_millis(1));
         match rx.recv_timeout(wait) {
             Ok(Msg::Queue { key, gen, due }) => heap.push(Reverse((due, gen, key))),
             Ok(Msg::Done { key, gen, error }) => {

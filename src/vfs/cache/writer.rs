@@ -97,7 +97,7 @@ impl<'a> CacheWriter<'a> {
         let name = meta_path.file_name().unwrap_or_default().to_string_lossy();
         let meta_tmp = meta_dir.join(format!(".{name}.{}.s3serve-tmp", self.gen));
         write_synced(&meta_tmp, &rec.encode())?;
-        let fill = {
+        {
             let mut st = sh.lock();
             let renamed =
                 fs::rename(&meta_tmp, &meta_path).and_then(|()| fs::rename(&self.tmp, &data_path));
@@ -114,7 +114,8 @@ impl<'a> CacheWriter<'a> {
                 return Err(conflict(e));
             }
             let now = sh.clock.now();
-            let old = st.items.insert(
+            // An older generation's readers keep their open file.
+            st.items.insert(
                 self.key.clone(),
                 Item {
                     rec: rec.clone(),
@@ -126,10 +127,6 @@ impl<'a> CacheWriter<'a> {
             );
             st.reserved = st.reserved.saturating_sub(self.room.reserved);
             self.room.reserved = 0;
-            old.and_then(|o| o.fill)
-        };
-        if let Some(fill) = fill {
-            fill.detach();
         }
         store::sync_dir(&meta_dir)?;
         store::sync_dir(&data_dir)?;

@@ -602,6 +602,10 @@ mod tests {
         let dir = Dir(
             std::env::temp_dir().join(format!("s3serve-cache-{}", crate::util::unique_token()))
         );
+        (opened_in(&dir, clock), dir)
+    }
+
+    fn opened_in(dir: &Dir, clock: Arc<ManualClock>) -> Cache {
         let opts = CacheOptions {
             dir: dir.0.clone(),
             remote: "mem".into(),
@@ -619,7 +623,34 @@ mod tests {
         };
         let cache = Cache::open_with_clock(Box::new(MemoryBackend::new()), opts, clock).unwrap();
         cache.create_bucket("bkt").unwrap();
-        (cache, dir)
+        cache
+    }
+
+    #[test]
+    fn an_rclone_cache_is_taken_over_with_etags_made_from_the_bytes() {
+        let dir = Dir(
+            std::env::temp_dir().join(format!("s3serve-cache-{}", crate::util::unique_token()))
+        );
+        let body = b"rclone wrote this";
+        let data = dir.0.join("vfs/mem/bkt/d/from-rclone");
+        std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+        std::fs::write(&data, body).unwrap();
+        let meta = dir.0.join("vfsMeta/mem/bkt/d/from-rclone");
+        std::fs::create_dir_all(meta.parent().unwrap()).unwrap();
+        let record = format!(
+            "{{\n\t\"ModTime\": \"2026-11-26T13:58:41.442056754Z\",\n\t\"ATime\": \
+             \"2026-11-26T13:58:41.442056754Z\",\n\t\"Size\": {},\n\t\"Rs\": [{{\"Pos\": 0, \
+             \"Size\": {}}}],\n\t\"Fingerprint\": \"\",\n\t\"Dirty\": true\n}}\n",
+            body.len(),
+            body.len()
+        );
+        std::fs::write(&meta, record).unwrap();
+        let cache = opened_in(&dir, Arc::new(ManualClock::new()));
+        let info = cache.stat("bkt", "d/from-rclone").unwrap();
+        let md5 = crate::util::hex(&<md5::Md5 as md5::Digest>::digest(body));
+        assert_eq!(info.size, body.len() as u64);
+        assert_eq!(info.meta.unwrap().etag, Some(md5));
+        assert_eq!(cache.pending(), 1);
     }
 
     fn put(cache: &Cache, key: &str, body: &[u8]) -> u64 {

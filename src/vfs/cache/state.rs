@@ -731,16 +731,11 @@ impl Shared {
         }
         if rec.meta.etag.is_none() && rec.dirty {
             // An rclone record: the ETag is made from the bytes.
-            if let Ok(mut f) = File::open(&data_path) {
-                let mut h = crate::vfs::Hashes::for_etag(crate::vfs::EtagAlg::Md5, false, false);
-                let mut buf = vec![0u8; 1 << 20];
-                while let Ok(n) = f.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-                rec.meta.etag = h.finish().etag(crate::vfs::EtagAlg::Md5);
+            let hashed = File::open(&data_path)
+                .map_err(Into::into)
+                .and_then(|mut f| copy_hashing(&mut f, &mut io::sink(), None));
+            if let Ok(d) = hashed {
+                rec.meta.etag = d.etag(crate::vfs::EtagAlg::Md5);
                 rec.meta.etag_alg = "MD5".into();
             }
         }

@@ -5,6 +5,7 @@
 //! hash mode is returned so the body can be verified while it streams. Without keys, access
 //! is anonymous.
 
+pub mod proxy;
 mod v2;
 mod v4;
 

@@ -16,6 +16,100 @@ pub enum Storage {
     Memory,
     /// An S3 store (a remote of type `s3`).
     Upstream(Box<UpstreamConfig>),
+    /// `--auth-proxy`: each access key's own backend, as the program describes it.
+    AuthProxy(Box<AuthProxyConfig>),
+}
+
+/// `--auth-proxy` and what the backends it describes take from the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthProxyConfig {
+    /// The program and its arguments, split at whitespace when it is run.
+    pub program: String,
+    /// How long an answer is used before the program is asked again.
+    pub cache_time: Duration,
+    /// How long the program may take before it is killed.
+    pub timeout: Duration,
+    /// The flags that tune S3 upstreams, for users whose backend is one.
+    pub tuning: UpstreamTuning,
+    /// The `AWS_*` variables, for an answer that sets `env_auth`.
+    pub aws_env: HashMap<String, String>,
+}
+
+/// The flags that tune an S3 upstream (as opposed to its remote's options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTuning {
+    pub low_level_retries: u32,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub read_chunk: u64,
+    pub read_chunk_limit: u64,
+    pub read_streams: usize,
+}
+
+impl UpstreamTuning {
+    fn from_args(a: &Args) -> UpstreamTuning {
+        UpstreamTuning {
+            low_level_retries: a.low_level_retries,
+            connect_timeout: a.contimeout,
+            timeout: a.timeout,
+            read_chunk: a.vfs_read_chunk_size,
+            read_chunk_limit: a.vfs_read_chunk_size_limit.unwrap_or(0),
+            read_streams: a.vfs_read_chunk_streams,
+        }
+    }
+
+    fn apply(&self, u: &mut UpstreamConfig) {
+        u.low_level_retries = self.low_level_retries;
+        u.connect_timeout = self.connect_timeout;
+        u.timeout = self.timeout;
+        u.read_chunk = self.read_chunk;
+        u.read_chunk_limit = self.read_chunk_limit;
+        u.read_streams = self.read_streams;
+    }
+}
+
+impl AuthProxyConfig {
+    /// The storage an answer of the program describes: its `type`, `_root` and options.
+    /// As in rclone, only the answer configures the backend (not the environment's
+    /// `RCLONE_*` variables); options s3serve does not use are returned as notes.
+    pub fn storage(
+        &self,
+        kind: &str,
+        root: &str,
+        options: &[(String, String)],
+    ) -> Result<(Storage, Vec<String>), String> {
+        let mut remote = crate::cli::remote::Remote {
+            label: format!(":{kind}"),
+            kind: kind.to_string(),
+            options: options.iter().cloned().collect(),
+            path: root.to_string(),
+        };
+        let storage = match kind {
+            "local" => Storage::Local(PathBuf::from(match root {
+                "" => ".",
+                r => r,
+            })),
+            "memory" => Storage::Memory,
+            "s3" => {
+                let mut u = s3_upstream(&mut remote, &self.aws_env)
+                    .map_err(|e| e.trim_start_matches("PATH: ").to_string())?;
+                self.tuning.apply(&mut u);
+                Storage::Upstream(Box::new(u))
+            }
+            other => {
+                return Err(format!(
+                    "type {other:?} is not supported; s3serve serves local, memory and s3 \
+                     backends"
+                ))
+            }
+        };
+        let notes = remote
+            .options
+            .keys()
+            .map(|o| format!("option {o:?} is not supported by s3serve for type {kind}"))
+            .collect();
+        Ok((storage, notes))
+    }
 }
 
 /// An S3 upstream as its remote's options describe it.
@@ -121,14 +215,10 @@ fn cache_options(
     if a.vfs_cache_mode == Mode::Off {
         return Ok(None);
     }
-    // rclone's names for the remote, which place the cache's files.
+    // Each --auth-proxy user's is named when the user's backend is made.
     let remote = match storage {
-        Storage::Memory => ":memory".to_string(),
-        Storage::Local(root) => {
-            let abs = std::path::absolute(root).map_err(|e| format!("PATH: {e}"))?;
-            format!("local{}", abs.display())
-        }
-        Storage::Upstream(u) => format!("{}/{}", u.label, u.path),
+        Storage::AuthProxy(_) => String::new(),
+        s => cache_remote(s).map_err(|e| format!("PATH: {e}"))?,
     };
     let test_free_space = match env.get("S3SERVE_TEST_CACHE_BYTES") {
         Some(v) => Some(
@@ -153,6 +243,19 @@ fn cache_options(
         fast_fingerprint: a.vfs_fast_fingerprint,
         test_free_space,
     }))
+}
+
+/// rclone's name for a remote, which places its files in the cache.
+pub fn cache_remote(storage: &Storage) -> Result<String, String> {
+    Ok(match storage {
+        Storage::Memory => ":memory".to_string(),
+        Storage::Local(root) => {
+            let abs = std::path::absolute(root).map_err(|e| e.to_string())?;
+            format!("local{}", abs.display())
+        }
+        Storage::Upstream(u) => format!("{}/{}", u.label, u.path),
+        Storage::AuthProxy(_) => "auth-proxy".to_string(),
+    })
 }
 
 /// What PATH names: a local directory, or a remote (see [`crate::cli::remote`]).
@@ -327,6 +430,28 @@ fn s3_upstream(
     })
 }
 
+/// `--auth-proxy PROGRAM`. The cache period and the program's time limit are fixed (5
+/// minutes, as rclone's; 30 s); tests shorten them with `S3SERVE_TEST_AUTH_PROXY_CACHE` and
+/// `S3SERVE_TEST_AUTH_PROXY_TIMEOUT`.
+fn auth_proxy(program: &str, a: &Args, env: &HashMap<String, String>) -> Result<Storage, String> {
+    use crate::s3::auth::proxy::{CACHE_TIME, TIMEOUT};
+    let seam = |name: &str, default: Duration| match env.get(name) {
+        Some(v) => crate::cli::parse_duration(v).map_err(|e| format!("{name}: {e}")),
+        None => Ok(default),
+    };
+    Ok(Storage::AuthProxy(Box::new(AuthProxyConfig {
+        program: program.to_string(),
+        cache_time: seam("S3SERVE_TEST_AUTH_PROXY_CACHE", CACHE_TIME)?,
+        timeout: seam("S3SERVE_TEST_AUTH_PROXY_TIMEOUT", TIMEOUT)?,
+        tuning: UpstreamTuning::from_args(a),
+        aws_env: env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })))
+}
+
 /// Workers when `--workers` is not given: requests block on disk, so more than the cores.
 pub const DEFAULT_WORKERS: usize = 16;
 /// Queued requests per worker before the server sheds load.
@@ -339,18 +464,24 @@ impl Config {
 
     /// As [`Config::from_args`], with the environment that names remotes given.
     pub fn from_args_env(a: &Args, env: &HashMap<String, String>) -> Result<Config, String> {
-        let path = a
-            .path
-            .as_deref()
-            .ok_or("PATH: missing; usage: s3serve [FLAGS] PATH (see --help)")?;
-        let (mut storage, storage_notes) = storage(path, a.config.as_deref(), env)?;
+        let (mut storage, mut storage_notes) = match (&a.auth_proxy, a.path.as_deref()) {
+            (Some(program), None) => (auth_proxy(program, a, env)?, Vec::new()),
+            (Some(_), Some(path)) => {
+                return Err(format!(
+                    "PATH: {path:?} given with --auth-proxy, which takes none: each user's \
+                     backend is the one the program names"
+                ))
+            }
+            (None, Some(path)) => storage(path, a.config.as_deref(), env)?,
+            (None, None) => {
+                return Err("PATH: missing; usage: s3serve [FLAGS] PATH (see --help)".into())
+            }
+        };
         if let Storage::Upstream(u) = &mut storage {
-            u.low_level_retries = a.low_level_retries;
-            u.connect_timeout = a.contimeout;
-            u.timeout = a.timeout;
-            u.read_chunk = a.vfs_read_chunk_size;
-            u.read_chunk_limit = a.vfs_read_chunk_size_limit.unwrap_or(0);
-            u.read_streams = a.vfs_read_chunk_streams;
+            UpstreamTuning::from_args(a).apply(u);
+        }
+        if matches!(storage, Storage::AuthProxy(_)) && !a.auth_keys.is_empty() {
+            storage_notes.push("--auth-key is ignored: --auth-proxy is set".into());
         }
         let tls = tls_files(a)?;
         let mut addrs = Vec::new();
@@ -375,7 +506,6 @@ impl Config {
         }
         let etag = EtagAlg::parse(&a.etag_hash)
             .ok_or_else(|| format!("--etag-hash: unknown hash {:?}", a.etag_hash))?;
-        let mut storage_notes = storage_notes;
         if a.poll_interval.is_some_and(|d| !d.is_zero()) {
             // As rclone says for remotes that cannot notify changes (local, s3).
             storage_notes.push("poll-interval is not supported by this remote".into());

@@ -75,8 +75,14 @@ fn announce(config: &Config, listening: &[String]) {
         ),
         Storage::Memory => log::warn!("serving an in-memory store (contents are lost on exit)"),
         Storage::Upstream(u) => log::warn!("serving {}:{} at {}", u.label, u.path, u.endpoint),
+        Storage::AuthProxy(p) => log::warn!(
+            "serving, for each access key, the backend that {:?} names (answers kept for {}s)",
+            p.program,
+            p.cache_time.as_secs_f64()
+        ),
     }
-    if config.auth_keys.is_empty() {
+    let proxied = matches!(config.storage, Storage::AuthProxy(_));
+    if config.auth_keys.is_empty() && !proxied {
         log::warn!(
             "no --auth-key (or RCLONE_AUTH_KEY) given: access is anonymous, anyone who can connect can read and write"
         );
@@ -84,7 +90,7 @@ fn announce(config: &Config, listening: &[String]) {
     for l in listening {
         log::warn!("listening on {l}");
     }
-    if !config.unix_sockets.is_empty() && !config.auth_keys.is_empty() {
+    if !config.unix_sockets.is_empty() && !config.auth_keys.is_empty() && !proxied {
         log::warn!("requests on unix sockets are not authenticated: the socket file's permissions decide who may connect");
     }
 }

@@ -270,6 +270,13 @@ pub fn unique_token() -> String {
     format!("{:016X}", h.finish())
 }
 
+/// A short name for an `--auth-proxy` user (an access key ID) that is safe in a file name or
+/// an xattr name, whatever the key holds: 16 hex digits of its SHA-256.
+pub fn user_tag(user: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(user.as_bytes())[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

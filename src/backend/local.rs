@@ -4,7 +4,9 @@
 //! outside it. Writes go to a hidden, flock-ed temporary file in the destination directory and
 //! are renamed into place after `fdatasync`, so readers see the old object or the new one.
 //! Metadata lives in the `user.s3serve` xattr (it moves with the rename), or in a sidecar tree
-//! under `.s3serve/meta/` where the filesystem has no xattrs.
+//! under `.s3serve/meta/` where the filesystem has no xattrs. A backend opened for one user
+//! of `--auth-proxy` keeps that user's metadata and uploads apart from everyone else's on the
+//! same directory: in `user.s3serve.u.<tag>` and under `.s3serve/users/<tag>/`.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -24,6 +26,8 @@ use super::{
 use crate::temps::{remove_if_unlocked, TEMP_PREFIX};
 
 const XATTR: &str = "user.s3serve";
+/// Where the records and uploads of `--auth-proxy` users live, each under its tag.
+const USERS_DIR: &str = "users";
 const SIDECAR_SUFFIX: &str = ".s3m";
 /// Large enough for any record we write (2 KiB of user metadata plus headers, escaped).
 const META_BUF: usize = 64 * 1024;
@@ -40,6 +44,10 @@ pub struct LocalBackend {
     root_fd: OwnedFd,
     perms: Perms,
     xattrs: bool,
+    /// The xattr that holds records: [`XATTR`], or a user's own.
+    xattr: String,
+    /// `.s3serve`, or a user's folder in it: the sidecar records' home.
+    private: PathBuf,
     uploads: LocalUploads,
     /// Where the filesystem is local: directories watched for entries leaving.
     removals: Option<Removals>,
@@ -56,6 +64,12 @@ fn errno(e: rustix::io::Errno) -> io::Error {
 impl LocalBackend {
     /// Opens (creating if missing) the served directory and probes for xattr support.
     pub fn open(root: &Path, perms: Perms) -> Result<LocalBackend> {
+        LocalBackend::open_for(root, perms, None)
+    }
+
+    /// As [`LocalBackend::open`], for one `--auth-proxy` user when `user` is given: the
+    /// objects are everyone's, the metadata and multipart uploads are the user's own.
+    pub fn open_for(root: &Path, perms: Perms, user: Option<&str>) -> Result<LocalBackend> {
         std::fs::create_dir_all(root)?;
         let root_fd = rfs::open(
             root,
@@ -63,11 +77,18 @@ impl LocalBackend {
             Mode::empty(),
         )
         .map_err(errno)?;
-        let private = root.join(HIDDEN_PREFIX);
+        let (private, xattr) = match user {
+            None => (root.join(HIDDEN_PREFIX), XATTR.to_string()),
+            Some(user) => {
+                let tag = crate::util::user_tag(user);
+                let dir = root.join(HIDDEN_PREFIX).join(USERS_DIR).join(&tag);
+                (dir, format!("{XATTR}.u.{tag}"))
+            }
+        };
         std::fs::create_dir_all(&private)?;
-        let probe = private.join("xattr-probe");
+        let probe = private.join(format!("xattr-probe{}", crate::util::unique_token()));
         let file = File::create(&probe)?;
-        let xattrs = rfs::fsetxattr(&file, XATTR, b"1", rfs::XattrFlags::empty()).is_ok();
+        let xattrs = rfs::fsetxattr(&file, &xattr, b"1", rfs::XattrFlags::empty()).is_ok();
         drop(file);
         let _ = std::fs::remove_file(&probe);
         if !xattrs {
@@ -77,13 +98,15 @@ impl LocalBackend {
                 private.join("meta").display()
             );
         }
-        let uploads = LocalUploads::open(root, perms.file)?;
+        let uploads = LocalUploads::open_in(&private.join("uploads"), perms.file)?;
         let removals = Removals::new(&root_fd);
         Ok(LocalBackend {
             root: root.to_path_buf(),
             root_fd,
             perms,
             xattrs,
+            xattr,
+            private,
             uploads,
             removals,
         })
@@ -200,11 +223,11 @@ impl LocalBackend {
         if self.xattrs {
             // Most records are short: a stack buffer first, the largest size only if needed.
             let mut small = [0u8; 1024];
-            match rfs::fgetxattr(file, XATTR, &mut small[..]) {
+            match rfs::fgetxattr(file, &self.xattr, &mut small[..]) {
                 Ok(n) => return Some(small[..n].to_vec()),
                 Err(rustix::io::Errno::RANGE) => {
                     let mut buf = vec![0u8; META_BUF];
-                    if let Ok(n) = rfs::fgetxattr(file, XATTR, &mut buf[..]) {
+                    if let Ok(n) = rfs::fgetxattr(file, &self.xattr, &mut buf[..]) {
                         buf.truncate(n);
                         return Some(buf);
                     }
@@ -216,8 +239,7 @@ impl LocalBackend {
     }
 
     fn sidecar(&self, bucket: &str, key: &str) -> PathBuf {
-        self.root
-            .join(HIDDEN_PREFIX)
+        self.private
             .join("meta")
             .join(bucket)
             .join(format!("{key}{SIDECAR_SUFFIX}"))
@@ -235,7 +257,7 @@ impl LocalBackend {
 
     /// Stores `raw` for the object open as `file`: in the xattr, else in the sidecar.
     fn write_meta(&self, file: &File, bucket: &str, key: &str, raw: &[u8]) -> Result<()> {
-        if self.xattrs && rfs::fsetxattr(file, XATTR, raw, rfs::XattrFlags::empty()).is_ok() {
+        if self.xattrs && rfs::fsetxattr(file, &self.xattr, raw, rfs::XattrFlags::empty()).is_ok() {
             return Ok(());
         }
         Ok(self.write_sidecar(bucket, key, raw)?)
@@ -371,9 +393,7 @@ impl Backend for LocalBackend {
         self.bucket_fd(bucket)?;
         match rfs::unlinkat(&self.root_fd, bucket, AtFlags::REMOVEDIR) {
             Ok(()) => {
-                let _ = std::fs::remove_dir_all(
-                    self.root.join(HIDDEN_PREFIX).join("meta").join(bucket),
-                );
+                let _ = std::fs::remove_dir_all(self.private.join("meta").join(bucket));
                 Ok(())
             }
             Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => {

@@ -18,7 +18,7 @@ use super::{Args, CliError};
 const PREFIX: &str = "RCLONE_";
 
 /// Flags that decide who may use the server and that s3serve does not implement.
-const GOVERNS_ACCESS: &[&str] = &["auth-proxy", "htpasswd", "user", "pass", "user-from-header"];
+const GOVERNS_ACCESS: &[&str] = &["htpasswd", "user", "pass", "user-from-header"];
 
 /// Repeatable flags, whose variable is a CSV list.
 const REPEATABLE: &[&str] = &["addr", "auth-key", "response-header"];
@@ -317,7 +317,6 @@ mod tests {
     #[test]
     fn variables_that_govern_access_stop_the_start() {
         for var in [
-            "RCLONE_AUTH_PROXY",
             "RCLONE_HTPASSWD",
             "RCLONE_USER",
             "RCLONE_PASS",

@@ -26,7 +26,6 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Kept apart from the parse arms so that a user gets "not supported yet", not "unknown flag".
 #[rustfmt::skip]
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "auth-proxy",
     "disable-multipart-streaming", "gid", "htpasswd", "link-perms",
     "metadata-max-objects", "multipart-streaming-buffer-limit",
     "multipart-streaming-buffer-total", "no-checksum", "no-seek", "pass",
@@ -54,6 +53,7 @@ supported yet.
 
 Usage:
   s3serve [FLAGS] PATH
+  s3serve [FLAGS] --auth-proxy PROGRAM
 
 PATH is a local directory, :memory:, or a remote as rclone names one: name:path
 from the config file, or a connection string (:local:/srv/data).
@@ -66,6 +66,7 @@ Flags:
       --addr stringArray      IPaddress:Port or :Port to bind server to (default 127.0.0.1:8080)
       --allow-origin string   Origin which cross-domain request (CORS) can be executed from (comma-separated list, or *)
       --auth-key stringArray  Set key pair for v4 authorization: access_key_id,secret_access_key
+      --auth-proxy string     A program to use to create the backend from the auth (then no PATH)
       --baseurl string        Prefix for URLs - leave blank for root
       --cert string           TLS PEM key (concatenation of certificate and CA certificate)
       --cache-dir string      Directory rclone will use for caching (default \"$HOME/.cache/rclone\")
@@ -122,6 +123,8 @@ Flags:
 pub struct Args {
     pub addrs: Vec<String>,
     pub auth_keys: Vec<(String, String)>,
+    /// `--auth-proxy`: the program (with its arguments) that maps access keys to backends.
+    pub auth_proxy: Option<String>,
     pub read_only: bool,
     pub no_cleanup: bool,
     /// `MD5`, `SHA1`, `SHA256`, or empty for no ETag.
@@ -203,6 +206,7 @@ impl Default for Args {
         Args {
             addrs: vec![DEFAULT_ADDR.to_owned()],
             auth_keys: Vec::new(),
+            auth_proxy: None,
             read_only: false,
             no_cleanup: false,
             etag_hash: "MD5".to_owned(),
@@ -338,6 +342,10 @@ impl Args {
         match flag {
             "--addr" => self.addrs.push(typed(p, flag, |s| Ok(s.to_owned()))?),
             "--auth-key" => self.auth_keys.push(typed(p, flag, parse_auth_key)?),
+            "--auth-proxy" => {
+                let program = typed(p, flag, |s| Ok(s.trim().to_owned()))?;
+                self.auth_proxy = (!program.is_empty()).then_some(program);
+            }
             "--read-only" => self.read_only = switch(p, flag)?,
             "--no-cleanup" => self.no_cleanup = switch(p, flag)?,
             "--etag-hash" => self.etag_hash = typed(p, flag, parse_etag_hash)?,

@@ -62,6 +62,7 @@ codes! {
     RequestTimeTooSkewed = 403,
     SignatureDoesNotMatch = 403,
     SlowDown = 503,
+    ServiceUnavailable = 503,
     XAmzContentSHA256Mismatch = 400,
     NotModified = 304,
 }

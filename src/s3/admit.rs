@@ -5,11 +5,12 @@
 
 use std::time::SystemTime;
 
-use super::auth::{self, Keys, Payload};
+use super::auth::{self, Payload};
 use super::route::Endpoint;
+use super::users::Tenant;
 use super::{
     check_bucket_name, error_response, http, parse_target, vhost_bucket, with_presigned_headers,
-    App, Peer,
+    AnyTenant, App, Peer,
 };
 use crate::ops::put::MAX_PUT_SIZE;
 use crate::ops::{self, Code, Headers, S3Error};
@@ -69,7 +70,7 @@ pub fn admit(app: &App, head: &[u8], peer: &str) -> Admission {
     let Some((method, url, headers)) = parse_head(head) else {
         return Admission::Accept(Default::default());
     };
-    match admit_checks(app, method, url, &headers, peer == "unix") {
+    match admit_checks(app, method, url, &headers, peer) {
         Ok(accepted) => Admission::Accept(accepted),
         Err(e) => {
             let request_id = util::unique_token();
@@ -89,7 +90,7 @@ fn admit_checks(
     method: &str,
     url: &str,
     headers: &Headers,
-    unix: bool,
+    peer: &str,
 ) -> Result<Accepted, S3Error> {
     if method == "OPTIONS" && app.cors.is_some() {
         return Ok(Accepted::default());
@@ -99,22 +100,27 @@ fn admit_checks(
     let presigned = with_presigned_headers(headers, &t.query);
     let headers = presigned.as_ref().unwrap_or(headers);
     let endpoint = Endpoint::from_request(method, &t.bucket, &t.key, &t.query, headers)?;
-    let anonymous = Keys::default();
-    let keys = if unix { &anonymous } else { &app.keys };
+    let tenant = app.tenant(peer);
     let payload = if endpoint == Endpoint::PostObject {
         None // signed by the form's policy, which is in the body
     } else {
         let parts = t.signed_parts(method, headers, &app.baseurl);
-        Some(auth::authenticate(keys, &parts, SystemTime::now())?.payload)
+        Some(auth::authenticate(&tenant, &parts, SystemTime::now())?.payload)
     };
     if endpoint.writes() && app.ops.read_only {
         return Err(S3Error::new(Code::AccessDenied, "The server is read-only."));
     }
+    // Under --auth-proxy, a form's storage is known once its policy is read, in the body.
+    let vfs = match (&tenant, &payload) {
+        (AnyTenant::Asking(_), None) => None,
+        _ => Some(tenant.vfs()?),
+    };
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
         check_bucket_name(&t.bucket)?;
-        app.vfs
-            .require_bucket(&t.bucket)
-            .map_err(|e| S3Error::from(e).with_resource(format!("/{}", t.bucket)))?;
+        if let Some(vfs) = &vfs {
+            vfs.require_bucket(&t.bucket)
+                .map_err(|e| S3Error::from(e).with_resource(format!("/{}", t.bucket)))?;
+        }
     }
     let streaming = matches!(payload, Some(Payload::Streaming(_)));
     let limit = match endpoint {
@@ -150,8 +156,10 @@ fn admit_checks(
         .flatten()
         .map(|w| w.alg);
     let sha256 = matches!(payload, Some(Payload::Sha256(_)));
-    let hashes =
-        crate::vfs::Hashes::for_etag(app.vfs.etag_alg(), true, sha256).with_checksum(checksum);
+    let Some(vfs) = vfs else {
+        return Ok(Accepted::default());
+    };
+    let hashes = crate::vfs::Hashes::for_etag(vfs.etag_alg(), true, sha256).with_checksum(checksum);
     Ok(Accepted {
         hashes: Some(Box::new(hashes)),
         durable: endpoint == Endpoint::PutObject,

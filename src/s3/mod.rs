@@ -15,6 +15,7 @@ pub mod post;
 pub mod relayed;
 pub mod route;
 pub mod spool;
+pub mod users;
 
 use std::io::Read;
 use std::time::{Instant, SystemTime};
@@ -28,7 +29,11 @@ use std::sync::Arc;
 
 /// Everything a worker needs to answer requests; shared read-only by all workers.
 pub struct App {
-    pub vfs: Arc<Vfs>,
+    /// The storage every request reaches; `None` with `--auth-proxy`, where each user has
+    /// their own (see [`users`]).
+    pub vfs: Option<Arc<Vfs>>,
+    /// `--auth-proxy`: the users, each with their storage.
+    pub users: Option<Arc<users::Users>>,
     pub ops: OpsOptions,
     pub keys: Keys,
     /// `--baseurl` without slashes; "" when unset.
@@ -47,6 +52,75 @@ pub struct App {
     /// The base domain of virtual-hosted-style requests (`--vhost-domain`, with
     /// `--force-path-style=false`); `None` means path style only.
     pub vhost_domain: Option<String>,
+}
+
+impl App {
+    /// The secrets that check a request from `peer` (as the relay names it), and the storage
+    /// the request reaches. Requests on a unix socket are anonymous, except under
+    /// `--auth-proxy`, where there is no storage but a user's.
+    pub fn tenant<'a>(&'a self, peer: &str) -> AnyTenant<'a> {
+        static ANONYMOUS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(Keys::default);
+        let unix = peer == "unix";
+        match (&self.users, &self.vfs) {
+            (Some(users), _) => AnyTenant::Asking(users.asking(client_ip(peer))),
+            (None, Some(vfs)) => AnyTenant::Shared(users::Shared {
+                keys: if unix { &ANONYMOUS } else { &self.keys },
+                vfs,
+            }),
+            (None, None) => unreachable!("an App has storage or users"),
+        }
+    }
+
+    /// Every storage made so far: the one, or each user's.
+    pub fn all_vfs(&self) -> Vec<Arc<Vfs>> {
+        match &self.users {
+            Some(users) => users.all(),
+            None => self.vfs.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The client's IP address as rclone gives it to the auth proxy: without the port, an IPv4
+/// address mapped into IPv6 as IPv4. `None` on a unix socket.
+fn client_ip(peer: &str) -> Option<String> {
+    let (_, addr) = peer.split_once(' ')?;
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    Some(addr.ip().to_canonical().to_string())
+}
+
+/// A request's [`users::Tenant`], without a box.
+pub enum AnyTenant<'a> {
+    Shared(users::Shared<'a>),
+    Asking(users::Asking<'a>),
+}
+
+impl AnyTenant<'_> {
+    fn inner(&self) -> &dyn users::Tenant {
+        match self {
+            AnyTenant::Shared(t) => t,
+            AnyTenant::Asking(t) => t,
+        }
+    }
+}
+
+impl auth::Secrets for AnyTenant<'_> {
+    fn anonymous(&self) -> bool {
+        self.inner().anonymous()
+    }
+
+    fn secret(&self, access_key: &str) -> Result<std::borrow::Cow<'_, str>, S3Error> {
+        self.inner().secret(access_key)
+    }
+
+    fn ask_afresh(&self) -> bool {
+        self.inner().ask_afresh()
+    }
+}
+
+impl users::Tenant for AnyTenant<'_> {
+    fn vfs(&self) -> Result<Arc<Vfs>, S3Error> {
+        self.inner().vfs()
+    }
 }
 
 /// Who sent a request, as the relay that carried it saw it: `tcp ADDR`, `tls ADDR` or
@@ -374,28 +448,19 @@ fn dispatch_authenticated(
     peer: &Peer,
 ) -> OpResult {
     let now = SystemTime::now();
-    let anonymous = Keys::default();
-    let keys = if peer.is_unix() {
-        &anonymous
-    } else {
-        &app.keys
-    };
+    let tenant = app.tenant(&peer.text);
     if endpoint == Endpoint::PostObject {
         // Signed by the form's policy, not by headers: checked inside, before the file.
         check_bucket_name(&t.bucket)?;
-        let ctx = Ctx {
-            vfs: &app.vfs,
-            opts: &app.ops,
-            now,
-        };
         let body: &mut dyn Read = match spooled {
             Some(s) => &mut s.file,
             None => rq.as_reader(),
         };
-        return post::post_object(&ctx, keys, &t.bucket, headers, body);
+        return post::post_object(&tenant, &app.ops, now, &t.bucket, headers, body);
     }
     let parts = t.signed_parts(method, headers, &app.baseurl);
-    let identity = auth::authenticate(keys, &parts, now)?;
+    let identity = auth::authenticate(&tenant, &parts, now)?;
+    let vfs = users::Tenant::vfs(&tenant)?;
     if !t.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
         check_bucket_name(&t.bucket)?;
     }
@@ -413,7 +478,7 @@ fn dispatch_authenticated(
         opts.owner = ak.clone();
     }
     let ctx = Ctx {
-        vfs: &app.vfs,
+        vfs: &vfs,
         opts: &opts,
         now,
     };
@@ -548,6 +613,17 @@ mod tests {
         assert_eq!((t.bucket.as_str(), t.key.as_str()), ("photos", "a/b.txt"));
         let t = parse_target("/", "", Some("photos")).unwrap();
         assert_eq!((t.bucket.as_str(), t.key.as_str()), ("photos", ""));
+    }
+
+    #[test]
+    fn the_auth_proxy_is_given_the_client_ip_without_its_port() {
+        assert_eq!(client_ip("tcp 10.1.2.3:5555").as_deref(), Some("10.1.2.3"));
+        assert_eq!(client_ip("tls [::1]:443").as_deref(), Some("::1"));
+        assert_eq!(
+            client_ip("tcp [::ffff:192.168.1.9]:80").as_deref(),
+            Some("192.168.1.9")
+        );
+        assert_eq!(client_ip("unix"), None);
     }
 
     #[test]

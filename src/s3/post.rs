@@ -9,9 +9,10 @@ use std::io::{self, Read};
 use std::time::SystemTime;
 
 use crate::json::{parse_json, Json};
-use crate::ops::{self, Code, Ctx, Headers, OpResult, Query, Response, S3Error};
-use crate::s3::auth::{signing_key, unknown_key, verify_mac, verify_policy_v2, Keys};
+use crate::ops::{self, Code, Ctx, Headers, OpResult, OpsOptions, Query, Response, S3Error};
+use crate::s3::auth::{signing_key, verify_mac, verify_policy_v2, Secrets};
 use crate::s3::form::{self, FormReader};
+use crate::s3::users::Tenant;
 use crate::util;
 
 /// Form fields before the file may add up to this much (S3's limit is 20 KB).
@@ -145,9 +146,19 @@ fn exempt(name: &str) -> bool {
 }
 
 /// Checks the form's signature over its policy: version 4 (`x-amz-credential` and
-/// `x-amz-signature`) or version 2 (`AWSAccessKeyId` and `signature`). Returns the key.
-fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Error> {
-    if keys.is_empty() {
+/// `x-amz-signature`) or version 2 (`AWSAccessKeyId` and `signature`). Returns the key. A
+/// mismatch with a remembered secret is checked once more with the secret asked afresh.
+fn verify_signature(keys: &dyn Secrets, fields: &Fields) -> Result<Option<String>, S3Error> {
+    loop {
+        match verify_signature_once(keys, fields) {
+            Err(e) if e.code == Code::SignatureDoesNotMatch && keys.ask_afresh() => continue,
+            result => return result,
+        }
+    }
+}
+
+fn verify_signature_once(keys: &dyn Secrets, fields: &Fields) -> Result<Option<String>, S3Error> {
+    if keys.anonymous() {
         return Ok(None);
     }
     let need = |n: &str| {
@@ -160,8 +171,8 @@ fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Er
     };
     let policy = need("policy")?;
     if let Some(ak) = fields.get("awsaccesskeyid") {
-        let secret = keys.secret(ak).ok_or_else(unknown_key)?;
-        if !verify_policy_v2(secret, policy, need("signature")?) {
+        let secret = keys.secret(ak)?;
+        if !verify_policy_v2(&secret, policy, need("signature")?) {
             return Err(mismatch());
         }
         return Ok(Some(ak.to_string()));
@@ -180,10 +191,10 @@ fn verify_signature(keys: &Keys, fields: &Fields) -> Result<Option<String>, S3Er
             "x-amz-credential must be ACCESS_KEY/YYYYMMDD/REGION/s3/aws4_request.",
         ));
     };
-    let secret = keys.secret(ak).ok_or_else(unknown_key)?;
+    let secret = keys.secret(ak)?;
     let signature = util::unhex(need("x-amz-signature")?).unwrap_or_default();
     if !verify_mac(
-        &signing_key(secret, date, region),
+        &signing_key(&secret, date, region),
         policy.as_bytes(),
         &signature,
     ) {
@@ -244,9 +255,11 @@ fn read_fields(form: &mut FormReader) -> Result<(Fields, form::PartHeaders), S3E
     ))
 }
 
+/// A browser form's upload. The storage it reaches is known once its signature is checked.
 pub fn post_object(
-    ctx: &Ctx,
-    keys: &Keys,
+    tenant: &dyn Tenant,
+    opts: &OpsOptions,
+    now: SystemTime,
     bucket: &str,
     headers: &Headers,
     body: &mut dyn Read,
@@ -260,7 +273,13 @@ pub fn post_object(
     })?;
     let mut form = FormReader::new(body, &boundary);
     let (fields, file) = read_fields(&mut form)?;
-    let access_key = verify_signature(keys, &fields)?;
+    let access_key = verify_signature(tenant, &fields)?;
+    let vfs = tenant.vfs()?;
+    let ctx = &Ctx {
+        vfs: &vfs,
+        opts,
+        now,
+    };
     let checked = match fields.get("policy") {
         Some(p) => Some(check_policy(p, &fields, bucket, ctx.now)?),
         None => None,

@@ -25,13 +25,17 @@ use crossbeam_channel::{bounded, Sender};
 use crate::backend::local::{LocalBackend, Perms};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::Backend;
-use crate::config::{Config, Storage};
+use crate::config::{AuthProxyConfig, Config, Storage};
 use crate::ops::{Code, OpsOptions, S3Error};
+use crate::s3::auth::proxy::{Answer, AuthProxy};
 use crate::s3::relayed::{self, RELAY_HEADER};
+use crate::s3::users::Users;
 use crate::s3::{self, auth::Keys, App, Peer};
+use crate::vfs::cache::CacheOptions;
 use crate::vfs::{Vfs, VfsOptions};
 use listen::{Listener, Relays, Slots};
 use relay::{Limits, Shared};
+use std::collections::HashSet;
 
 /// How often an idle worker looks at the stop flag.
 const WORKER_TICK: Duration = Duration::from_millis(100);
@@ -49,7 +53,7 @@ pub struct Running {
     workers_stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     expire: (Sender<()>, JoinHandle<()>),
-    vfs: Arc<Vfs>,
+    app: Arc<App>,
     private_dir: PathBuf,
     /// Written at shutdown to wake every relay.
     stop_writer: std::os::fd::OwnedFd,
@@ -82,7 +86,11 @@ fn spawn_expire(app: Arc<App>, expiry: Option<Duration>) -> (Sender<()>, JoinHan
             let now = std::time::SystemTime::now();
             let pending = expiry.map(|e| now - e);
             let done = now - expiry.unwrap_or(DONE_UPLOAD_MEMORY).min(DONE_UPLOAD_MEMORY);
-            let removed = app.vfs.expire_uploads(pending, done);
+            let removed: usize = app
+                .all_vfs()
+                .iter()
+                .map(|vfs| vfs.expire_uploads(pending, done))
+                .sum();
             if removed > 0 {
                 log::info!("expired {removed} multipart uploads");
             }
@@ -130,33 +138,83 @@ fn spawn_refresh(vfs: Arc<Vfs>) {
     }
 }
 
-/// Builds storage, VFS and auth from the config.
-pub fn build_app(config: &Config) -> Result<App, String> {
-    let backend: Box<dyn Backend> = match &config.storage {
+/// The storage `storage` names, behind the cache when there is one. `user`: made for that
+/// `--auth-proxy` user, whose metadata and uploads are their own.
+fn make_vfs(
+    config: &Config,
+    storage: &Storage,
+    cache: Option<CacheOptions>,
+    user: Option<&str>,
+) -> Result<Arc<Vfs>, String> {
+    let backend: Box<dyn Backend> = match storage {
         Storage::Memory => Box::new(MemoryBackend::new()),
         Storage::Local(root) => {
             let perms = Perms {
                 file: config.file_perms,
                 dir: config.dir_perms,
             };
-            let local =
-                LocalBackend::open(root, perms).map_err(|e| format!("{}: {e}", root.display()))?;
+            let local = LocalBackend::open_for(root, perms, user)
+                .map_err(|e| format!("{}: {e}", root.display()))?;
             Box::new(local)
         }
         Storage::Upstream(u) => Box::new(upstream_backend(u)?),
+        Storage::AuthProxy(_) => return Err("an --auth-proxy answer names no backend".into()),
     };
-    let backend: Box<dyn Backend> = match &config.cache {
-        Some(opts) => Box::new(crate::vfs::cache::Cache::open(backend, opts.clone())?),
+    let backend: Box<dyn Backend> = match cache {
+        Some(opts) => Box::new(crate::vfs::cache::Cache::open(backend, opts)?),
         None => backend,
     };
-    let vfs = Arc::new(Vfs::new(
+    Ok(Arc::new(Vfs::new(
         backend,
         VfsOptions {
             etag: config.etag,
             cleanup: config.cleanup,
             dir_cache_time: config.dir_cache_time,
         },
-    ));
+    )))
+}
+
+/// `--auth-proxy`: the program, and how a user's storage is made from its answer. Each
+/// backend is swept for what a crash left (and listed, with `--vfs-refresh`) the first time
+/// a user reaches it.
+fn proxy_users(config: &Config, p: &AuthProxyConfig) -> Result<Users, String> {
+    let proxy = AuthProxy::new(&p.program, p.cache_time, p.timeout)?;
+    let (config, p) = (config.clone(), p.clone());
+    let reached: Mutex<HashSet<String>> = Mutex::default();
+    let make = move |user: &str, answer: &Answer| -> Result<Arc<Vfs>, String> {
+        let (storage, notes) = p.storage(&answer.kind, &answer.root, &answer.options)?;
+        for note in notes {
+            log::warn!("--auth-proxy answer for access key {user:?}: {note}");
+        }
+        let name = crate::config::cache_remote(&storage)?;
+        let cache = config.cache.clone().map(|mut c| {
+            // Each user's cache is their own, as their metadata is.
+            c.remote = format!("auth-proxy/{}/{name}", crate::util::user_tag(user));
+            c
+        });
+        let vfs = make_vfs(&config, &storage, cache, Some(user))?;
+        log::info!("--auth-proxy: access key {user:?} is served {name}");
+        if reached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name)
+        {
+            spawn_sweep(vfs.clone());
+            if config.vfs_refresh {
+                spawn_refresh(vfs.clone());
+            }
+        }
+        Ok(vfs)
+    };
+    Ok(Users::new(proxy, Box::new(make)))
+}
+
+/// Builds storage, VFS and auth from the config.
+pub fn build_app(config: &Config) -> Result<App, String> {
+    let (vfs, users) = match &config.storage {
+        Storage::AuthProxy(p) => (None, Some(Arc::new(proxy_users(config, p)?))),
+        s => (Some(make_vfs(config, s, config.cache.clone(), None)?), None),
+    };
     let ops = OpsOptions {
         read_only: config.read_only,
         no_modtime: config.no_modtime,
@@ -165,6 +223,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
     };
     Ok(App {
         vfs,
+        users,
         ops,
         keys: Keys::new(&config.auth_keys),
         baseurl: config.baseurl.clone(),
@@ -213,7 +272,7 @@ const HELD_BODIES: usize = 16 << 20;
 fn spool_dir(config: &Config) -> Result<s3::spool::SpoolDir, String> {
     let path = match &config.storage {
         Storage::Local(root) => root.join(crate::backend::key::HIDDEN_PREFIX).join("spool"),
-        Storage::Memory | Storage::Upstream(_) => std::env::temp_dir(),
+        Storage::Memory | Storage::Upstream(_) | Storage::AuthProxy(_) => std::env::temp_dir(),
     };
     s3::spool::SpoolDir::open(&path, config.file_perms)
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -304,12 +363,13 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .into_iter()
         .map(|(name, l)| listen::spawn_accept(name, l, slots.clone(), relays.clone(), stop.clone()))
         .collect();
-    spawn_sweep(app.vfs.clone());
-    if config.vfs_refresh {
-        spawn_refresh(app.vfs.clone());
+    if let Some(vfs) = &app.vfs {
+        spawn_sweep(vfs.clone());
+        if config.vfs_refresh {
+            spawn_refresh(vfs.clone());
+        }
     }
-    let vfs = app.vfs.clone();
-    let expire = spawn_expire(app, config.multipart_expiry);
+    let expire = spawn_expire(app.clone(), config.multipart_expiry);
     Ok(Running {
         addrs,
         listening,
@@ -320,7 +380,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         workers_stop,
         workers,
         expire,
-        vfs,
+        app,
         private_dir,
         stop_writer,
     })
@@ -532,7 +592,9 @@ impl Running {
         for w in self.workers {
             let _ = w.join();
         }
-        self.vfs.shutdown();
+        for vfs in self.app.all_vfs() {
+            vfs.shutdown();
+        }
         let _ = self.expire.0.send(());
         let _ = self.expire.1.join();
         let _ = std::fs::remove_dir_all(&self.private_dir);

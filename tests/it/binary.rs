@@ -144,10 +144,11 @@ fn rclone_variables_that_cannot_be_honoured_stop_the_start() {
     for (name, value, needle) in [
         ("RCLONE_AUTH_KEY", "AKID,hunter2", "quote each pair"),
         ("RCLONE_HTPASSWD", "/etc/htpasswd", "RCLONE_HTPASSWD is set"),
+        // Honoured now: it takes the place of PATH, so a PATH beside it is refused.
         (
             "RCLONE_AUTH_PROXY",
             "/bin/proxy",
-            "RCLONE_AUTH_PROXY is set",
+            "given with --auth-proxy, which takes none",
         ),
         ("RCLONE_READ_ONLY", "maybe", "RCLONE_READ_ONLY: --read-only"),
     ] {

@@ -55,7 +55,7 @@ pub fn config(root: &Path) -> Config {
 pub fn start(c: Config) -> TestServer {
     let root = match &c.storage {
         Storage::Local(p) => p.clone(),
-        Storage::Memory | Storage::Upstream(_) => PathBuf::new(),
+        Storage::Memory | Storage::Upstream(_) | Storage::AuthProxy(_) => PathBuf::new(),
     };
     let running = server::start(&c).unwrap();
     let addr = running.addrs[0];

@@ -75,6 +75,12 @@ impl LocalUploads {
         let dir = root
             .join(crate::backend::key::HIDDEN_PREFIX)
             .join("uploads");
+        LocalUploads::open_in(&dir, file_mode)
+    }
+
+    /// Keeps uploads in `dir` itself.
+    pub fn open_in(dir: &Path, file_mode: u32) -> Result<LocalUploads> {
+        let dir = dir.to_path_buf();
         fs::create_dir_all(&dir)?;
         Ok(LocalUploads { dir, file_mode })
     }

@@ -9,6 +9,7 @@ pub mod proxy;
 mod v2;
 mod v4;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -36,10 +37,32 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
 
-    /// The secret of an access key.
-    pub fn secret(&self, access_key: &str) -> Option<&str> {
-        self.0.get(access_key).map(String::as_str)
+/// Where the secrets of access keys come from: `--auth-key`, or the `--auth-proxy` program.
+pub trait Secrets {
+    /// No keys at all: every request is anonymous.
+    fn anonymous(&self) -> bool;
+    /// The secret of an access key; InvalidAccessKeyId for one that has none.
+    fn secret(&self, access_key: &str) -> Result<Cow<'_, str>, S3Error>;
+    /// After SignatureDoesNotMatch: whether the secret came from memory and should be
+    /// asked for afresh (it may have been rotated), in which case the next [`Secrets::secret`]
+    /// asks.
+    fn ask_afresh(&self) -> bool {
+        false
+    }
+}
+
+impl Secrets for Keys {
+    fn anonymous(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn secret(&self, access_key: &str) -> Result<Cow<'_, str>, S3Error> {
+        self.0
+            .get(access_key)
+            .map(|s| Cow::Borrowed(s.as_str()))
+            .ok_or_else(unknown_key)
     }
 }
 
@@ -84,9 +107,27 @@ pub struct SignedParts<'a> {
     pub baseurl: &'a str,
 }
 
-/// Checks the request's signature; anonymous when no keys are configured.
-pub fn authenticate(keys: &Keys, rq: &SignedParts, now: SystemTime) -> Result<Identity, S3Error> {
-    if keys.is_empty() {
+/// Checks the request's signature; anonymous when no keys are configured. A signature that
+/// does not match a remembered secret is checked once more with the secret asked afresh.
+pub fn authenticate(
+    keys: &dyn Secrets,
+    rq: &SignedParts,
+    now: SystemTime,
+) -> Result<Identity, S3Error> {
+    loop {
+        match authenticate_once(keys, rq, now) {
+            Err(e) if e.code == Code::SignatureDoesNotMatch && keys.ask_afresh() => continue,
+            result => return result,
+        }
+    }
+}
+
+fn authenticate_once(
+    keys: &dyn Secrets,
+    rq: &SignedParts,
+    now: SystemTime,
+) -> Result<Identity, S3Error> {
+    if keys.anonymous() {
         // Anonymous: nothing is verified, but an aws-chunked body must still be unframed.
         let hash = rq
             .headers

@@ -59,6 +59,12 @@ pub enum Refusal {
     Failed(String),
 }
 
+/// An answer, and whether it was asked of the program for this lookup.
+pub struct Looked {
+    pub answer: Result<Answer, Refusal>,
+    pub asked: bool,
+}
+
 struct Kept {
     at: Instant,
     answer: Result<Answer, Refusal>,
@@ -115,9 +121,19 @@ impl AuthProxy {
     /// cache period, unless `fresh` asks for the program's word now (a signature that did
     /// not match the kept secret may have been made with a rotated one).
     pub fn lookup(&self, user: &str, ip: Option<&str>, fresh: bool) -> Result<Answer, Refusal> {
+        self.look(user, ip, fresh).answer
+    }
+
+    /// As [`AuthProxy::lookup`], saying whether the answer is the program's word of this
+    /// moment (this call ran it, or waited for a run).
+    pub fn look(&self, user: &str, ip: Option<&str>, fresh: bool) -> Looked {
+        let kept = |answer| Looked {
+            answer,
+            asked: false,
+        };
         let key = (user.to_string(), ip.unwrap_or_default().to_string());
         if let Some(answer) = self.kept_answer(&key).filter(|_| !fresh) {
-            return answer;
+            return kept(answer);
         }
         // One run per key at a time: the first asker runs it, the others wait for its answer.
         let (flight, leader) = {
@@ -127,7 +143,7 @@ impl AuthProxy {
                 None => {
                     // A run may have ended since the look above: its answer is kept first.
                     if let Some(answer) = self.kept_answer(&key).filter(|_| !fresh) {
-                        return answer;
+                        return kept(answer);
                     }
                     let f = Arc::new(Flight::default());
                     flights.insert(key.clone(), f.clone());
@@ -140,7 +156,10 @@ impl AuthProxy {
             while done.is_none() {
                 done = flight.cv.wait(done).unwrap_or_else(|p| p.into_inner());
             }
-            return done.clone().expect("checked above");
+            return Looked {
+                answer: done.clone().expect("checked above"),
+                asked: true,
+            };
         }
         let answer = self.ask(user, ip);
         if let Err(Refusal::Failed(why)) = &answer {
@@ -163,7 +182,10 @@ impl AuthProxy {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        answer
+        Looked {
+            answer,
+            asked: true,
+        }
     }
 
     /// The kept answer for `key`, while it is younger than the cache period.

@@ -18,8 +18,8 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 use super::{
-    check_skew, payload_mode, query_param, signature_mismatch, unknown_key, Identity, Keys,
-    Payload, SignedParts, MAX_PRESIGN_EXPIRES, MAX_SKEW,
+    check_skew, payload_mode, query_param, signature_mismatch, Identity, Payload, Secrets,
+    SignedParts, MAX_PRESIGN_EXPIRES, MAX_SKEW,
 };
 use crate::ops::{Code, S3Error};
 use crate::util;
@@ -98,7 +98,7 @@ impl Canon<'_> {
 
 /// `Authorization: AWS ACCESS_KEY:SIGNATURE`.
 pub(super) fn header_auth(
-    keys: &Keys,
+    keys: &dyn Secrets,
     rq: &SignedParts,
     auth: &str,
     now: SystemTime,
@@ -129,7 +129,7 @@ pub(super) fn header_auth(
         )
     })?;
     check_skew(time, now, when)?;
-    let secret = keys.secret(access_key).ok_or_else(unknown_key)?;
+    let secret = keys.secret(access_key)?;
     let canon = canon(rq);
     // The date line: the Date header, or with x-amz-date empty (as documented) or that date
     // in place of its header (as the documentation's own example does).
@@ -139,7 +139,7 @@ pub(super) fn header_auth(
         dates.push((d, Some("x-amz-date")));
     }
     let payload = payload(rq)?;
-    verify(secret, access_key, signature, rq, &canon, &dates)?;
+    verify(&secret, access_key, signature, rq, &canon, &dates)?;
     Ok(Identity {
         access_key: Some(access_key.to_string()),
         payload,
@@ -148,7 +148,7 @@ pub(super) fn header_auth(
 
 /// A presigned URL: `AWSAccessKeyId`, `Expires` (seconds since the epoch) and `Signature`.
 pub(super) fn presigned_auth(
-    keys: &Keys,
+    keys: &dyn Secrets,
     rq: &SignedParts,
     now: SystemTime,
 ) -> Result<Identity, S3Error> {
@@ -185,10 +185,10 @@ pub(super) fn presigned_auth(
             "Expires lies more than seven days ahead; a presigned URL lives at most seven days.",
         ));
     }
-    let secret = keys.secret(&access_key).ok_or_else(unknown_key)?;
+    let secret = keys.secret(&access_key)?;
     let canon = canon(rq);
     verify(
-        secret,
+        &secret,
         &access_key,
         &signature,
         rq,
@@ -365,7 +365,7 @@ fn parse_date(s: &str) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::authenticate;
+    use super::super::{authenticate, Keys};
     use super::*;
     use crate::ops::Headers;
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    check_skew, payload_mode, query_param, signature_mismatch, unknown_key, Identity, Keys,
-    Payload, SignedParts, EMPTY_SHA256, MAX_PRESIGN_EXPIRES, MAX_SKEW,
+    check_skew, payload_mode, query_param, signature_mismatch, Identity, Payload, Secrets,
+    SignedParts, EMPTY_SHA256, MAX_PRESIGN_EXPIRES, MAX_SKEW,
 };
 use crate::ops::{Code, Headers, S3Error};
 use crate::sigv4::{
@@ -51,7 +51,7 @@ fn malformed(why: &str) -> S3Error {
 }
 
 pub(super) fn header_auth(
-    keys: &Keys,
+    keys: &dyn Secrets,
     rq: &SignedParts,
     auth: &str,
     now: SystemTime,
@@ -90,7 +90,7 @@ pub(super) fn header_auth(
         )));
     }
     check_skew(time, now, &amz_date)?;
-    let secret = keys.0.get(cred.access_key).ok_or_else(unknown_key)?;
+    let secret = keys.secret(cred.access_key)?;
     check_unsigned_amz_headers(rq.headers, signed_headers)?;
     let hash = rq
         .headers
@@ -100,7 +100,7 @@ pub(super) fn header_auth(
     let payload = payload_mode(hash)?;
     let query = canonical_query(rq.raw_query, None);
     let sig = Sig {
-        secret,
+        secret: &secret,
         cred: &cred,
         amz_date: &amz_date,
         signed_headers,
@@ -178,7 +178,7 @@ fn check_unsigned_amz_headers(h: &Headers, signed: &str) -> Result<(), S3Error> 
 }
 
 pub(super) fn presigned_auth(
-    keys: &Keys,
+    keys: &dyn Secrets,
     rq: &SignedParts,
     now: SystemTime,
 ) -> Result<Identity, S3Error> {
@@ -228,11 +228,11 @@ pub(super) fn presigned_auth(
     }
     let signed_headers = param("X-Amz-SignedHeaders")?;
     let signature = param("X-Amz-Signature")?;
-    let secret = keys.0.get(cred.access_key).ok_or_else(unknown_key)?;
+    let secret = keys.secret(cred.access_key)?;
     check_unsigned_amz_headers(rq.headers, &signed_headers)?;
     let query = canonical_query(rq.raw_query, Some("X-Amz-Signature"));
     let sig = Sig {
-        secret,
+        secret: &secret,
         cred: &cred,
         amz_date: &amz_date,
         signed_headers: &signed_headers,
@@ -327,7 +327,7 @@ impl Sig<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::authenticate;
+    use super::super::{authenticate, Keys};
     use super::*;
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";

@@ -218,7 +218,7 @@ def test_shared_backend_keeps_uploads_and_metadata_private(proxied, tmp_path):
                    Metadata={"album": "summer"})
     assert dad.list_objects_v2(Bucket="family")["Contents"][0]["Key"] == "holiday.jpg"
     theirs = dad.head_object(Bucket="family", Key="holiday.jpg")
-    assert theirs["Metadata"] == {}
+    assert theirs["Metadata"] == {} and theirs["ETag"] == f'"{md5hex(b"sand")}"'
     assert dad.get_object(Bucket="family", Key="holiday.jpg")["Body"].read() == b"sand"
     mine = mum.head_object(Bucket="family", Key="holiday.jpg")
     assert mine["Metadata"] == {"album": "summer"} and mine["ContentType"] == "image/jpeg"
@@ -248,11 +248,17 @@ def test_shared_backend_keeps_uploads_and_metadata_private(proxied, tmp_path):
     assert buckets(dad) == ["family"]
 
 
-def test_a_revoked_key_stops_within_the_cache_period(proxied, tmp_path):
+def test_a_changed_answer_and_a_revoked_key_take_effect_within_the_cache_period(proxied, tmp_path):
     users = {"AKA": local("sa", tmp_path / "a"), "AKB": local("sb", tmp_path / "b")}
-    srv = proxied(users, env={"S3SERVE_TEST_AUTH_PROXY_CACHE": "1s"})
+    srv = proxied(users, "-v", env={"S3SERVE_TEST_AUTH_PROXY_CACHE": "1s"})
     a = srv.client("AKA", "sa")
     a.create_bucket(Bucket="bucket-a")
+    # A new root: the user's storage moves there once the program is asked again.
+    (tmp_path / "a2" / "moved-here").mkdir(parents=True)
+    users["AKA"]["_root"] = str(tmp_path / "a2")
+    srv.set_users(users)
+    assert poll(lambda: buckets(a) == ["moved-here"], timeout=30)
+    assert "has a new backend; closing the old one" in srv.log()
     del users["AKA"]
     srv.set_users(users)
 
@@ -379,3 +385,23 @@ def test_etag_hash_auto_and_the_command_line(proxied, tmp_path):
     p = subprocess.run([S3SERVE_BIN, "--auth-proxy", "/bin/true", str(tmp_path)], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 2 and "given with --auth-proxy" in p.stderr
+
+
+def test_each_user_has_a_cache_of_their_own(proxied, tmp_path):
+    shared = tmp_path / "shared"
+    srv = proxied({"AKA": local("sa", shared), "AKB": local("sb", shared)},
+                  "--vfs-cache-mode", "writes", "--vfs-write-back", "0s",
+                  "--cache-dir", str(tmp_path / "cache"))
+    a, b = srv.client("AKA", "sa"), srv.client("AKB", "sb")
+    a.create_bucket(Bucket="cached")
+    a.put_object(Bucket="cached", Key="from-a", Body=b"aaa", Metadata={"who": "a"})
+    b.put_object(Bucket="cached", Key="from-b", Body=b"bbb", Metadata={"who": "b"})
+    assert (shared / "cached" / "from-a").read_bytes() == b"aaa"
+    assert (shared / "cached" / "from-b").read_bytes() == b"bbb"
+    assert a.head_object(Bucket="cached", Key="from-a")["Metadata"] == {"who": "a"}
+    assert b.head_object(Bucket="cached", Key="from-b")["Metadata"] == {"who": "b"}
+    up = a.create_multipart_upload(Bucket="cached", Key="mp")["UploadId"]
+    assert b.list_multipart_uploads(Bucket="cached").get("Uploads", []) == []
+    assert code_of(b.abort_multipart_upload, Bucket="cached", Key="mp", UploadId=up) == (404, "NoSuchUpload")
+    caches = sorted(p.name for p in (tmp_path / "cache" / "vfs" / "auth-proxy").iterdir())
+    assert len(caches) == 2, caches

@@ -80,12 +80,25 @@ impl Users {
 
     /// The storage `answer` describes, for `user`: made on first use. Made under the lock,
     /// so two first requests never make two; making one opens a directory or names an
-    /// endpoint, and takes milliseconds.
+    /// endpoint, and takes milliseconds. The user's storage that an earlier answer
+    /// described, and that no request is using, is closed first: a user has one storage
+    /// at a time, and a cache of theirs is reopened by the new one.
     fn vfs(&self, user: &str, answer: &Answer) -> Result<Arc<Vfs>, S3Error> {
         let key = (user.to_string(), answer.backend_id());
         let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(vfs) = made.get(&key) {
             return Ok(vfs.clone());
+        }
+        let idle: Vec<(String, String)> = made
+            .iter()
+            .filter(|(k, vfs)| k.0 == key.0 && Arc::strong_count(vfs) == 1)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for old in idle {
+            if let Some(vfs) = made.remove(&old) {
+                log::info!("--auth-proxy: access key {user:?} has a new backend; closing the old one");
+                vfs.shutdown();
+            }
         }
         let vfs = (self.make)(user, answer).map_err(|why| {
             log::error!("--auth-proxy: the backend of access key {user:?}: {why}");

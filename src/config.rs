@@ -38,12 +38,30 @@ pub struct AuthProxyConfig {
 /// The flags that tune an S3 upstream (as opposed to its remote's options).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTuning {
+    /// `--low-level-retries`.
     pub low_level_retries: u32,
+    /// `--contimeout` and `--timeout` (0: none).
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// `--vfs-read-chunk-size` and its limit (0: none).
     pub read_chunk: u64,
     pub read_chunk_limit: u64,
+    /// `--vfs-read-chunk-streams` (0 or 1: one request at a time).
     pub read_streams: usize,
+}
+
+impl Default for UpstreamTuning {
+    /// rclone's defaults.
+    fn default() -> UpstreamTuning {
+        UpstreamTuning {
+            low_level_retries: 10,
+            connect_timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(300),
+            read_chunk: 128 << 20,
+            read_chunk_limit: 0,
+            read_streams: 0,
+        }
+    }
 }
 
 impl UpstreamTuning {
@@ -56,15 +74,6 @@ impl UpstreamTuning {
             read_chunk_limit: a.vfs_read_chunk_size_limit.unwrap_or(0),
             read_streams: a.vfs_read_chunk_streams,
         }
-    }
-
-    fn apply(&self, u: &mut UpstreamConfig) {
-        u.low_level_retries = self.low_level_retries;
-        u.connect_timeout = self.connect_timeout;
-        u.timeout = self.timeout;
-        u.read_chunk = self.read_chunk;
-        u.read_chunk_limit = self.read_chunk_limit;
-        u.read_streams = self.read_streams;
     }
 }
 
@@ -93,7 +102,7 @@ impl AuthProxyConfig {
             "s3" => {
                 let mut u = s3_upstream(&mut remote, &self.aws_env)
                     .map_err(|e| e.trim_start_matches("PATH: ").to_string())?;
-                self.tuning.apply(&mut u);
+                u.tuning = self.tuning.clone();
                 Storage::Upstream(Box::new(u))
             }
             other => {
@@ -126,15 +135,8 @@ pub struct UpstreamConfig {
     pub session_token: Option<String>,
     /// What follows the remote's `:`: `""`, `bucket` or `bucket/prefix`.
     pub path: String,
-    pub low_level_retries: u32,
-    /// `--contimeout` and `--timeout` (0: none).
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    /// `--vfs-read-chunk-size` and its limit (0: none).
-    pub read_chunk: u64,
-    pub read_chunk_limit: u64,
-    /// `--vfs-read-chunk-streams` (0 or 1: one request at a time).
-    pub read_streams: usize,
+    /// What the flags set.
+    pub tuning: UpstreamTuning,
     /// How writes are made: the remote's `acl`, `bucket_acl`, `location_constraint`,
     /// `upload_cutoff` and `chunk_size`.
     pub writes: crate::backend::upstream::Writes,
@@ -420,12 +422,7 @@ fn s3_upstream(
         keys,
         session_token,
         path: remote.path.clone(),
-        low_level_retries: 10,
-        connect_timeout: Duration::from_secs(60),
-        timeout: Duration::from_secs(300),
-        read_chunk: 128 << 20,
-        read_chunk_limit: 0,
-        read_streams: 0,
+        tuning: UpstreamTuning::default(),
         writes,
     })
 }
@@ -478,7 +475,7 @@ impl Config {
             }
         };
         if let Storage::Upstream(u) = &mut storage {
-            UpstreamTuning::from_args(a).apply(u);
+            u.tuning = UpstreamTuning::from_args(a);
         }
         if matches!(storage, Storage::AuthProxy(_)) && !a.auth_keys.is_empty() {
             storage_notes.push("--auth-key is ignored: --auth-proxy is set".into());

@@ -171,13 +171,7 @@ class Server:
 
     def stop(self, timeout=20.0):
         """SIGTERM, then wait. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self._log.close()
         if self.upstream:
             self.upstream.stop()
@@ -228,14 +222,19 @@ class Upstream:
         pytest.fail(f"upstream did not start: {cmd}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
+
+
+def terminate(proc, timeout=20.0):
+    """SIGTERM, wait, and SIGKILL if it has not ended within timeout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def upstream_cannot(kinds, why):

@@ -7,7 +7,6 @@ concurrent first requests run the program once."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import AWS_BIN, S3SERVE_BIN, UPSTREAM, USE_RCLONE, err, free_port, md5hex, poll
+from conftest import (AWS_BIN, S3SERVE_BIN, UPSTREAM, USE_RCLONE, err, free_port, md5hex, poll,
+                      terminate)
 
 pytestmark = pytest.mark.skipif(bool(UPSTREAM) or USE_RCLONE,
                                 reason="starts its own servers: once, on a directory, is enough")
@@ -74,13 +74,7 @@ class ProxyServer:
                           connect_timeout=5, read_timeout=60))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
 
 
@@ -127,8 +121,7 @@ def upstream(tmp_path):
                              str(data)], stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(proc, port, lambda: log_path.read_text(errors="replace"))
     yield f"http://127.0.0.1:{port}", data
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(20)
+    terminate(proc)
     log.close()
 
 

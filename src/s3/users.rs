@@ -96,7 +96,9 @@ impl Users {
             .collect();
         for old in idle {
             if let Some(vfs) = made.remove(&old) {
-                log::info!("--auth-proxy: access key {user:?} has a new backend; closing the old one");
+                log::info!(
+                    "--auth-proxy: access key {user:?} has a new backend; closing the old one"
+                );
                 vfs.shutdown();
             }
         }

@@ -241,7 +241,8 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
     use crate::backend::upstream::client::{Client, Endpoint};
     use crate::backend::upstream::http::Http;
     let fail = |e: String| format!("remote {}: {e}", u.label);
-    let http = Http::new(u.low_level_retries, u.connect_timeout, u.timeout)
+    let t = &u.tuning;
+    let http = Http::new(t.low_level_retries, t.connect_timeout, t.timeout)
         .map_err(|e| fail(e.message))?;
     let endpoint = Endpoint::parse(&u.endpoint, u.path_style).map_err(fail)?;
     let signer = u.keys.as_ref().map(|(id, secret)| crate::sigv4::Signer {
@@ -251,9 +252,9 @@ fn upstream_backend(u: &crate::config::UpstreamConfig) -> Result<Upstream, Strin
         session_token: u.session_token.clone(),
     });
     let chunks = Chunks {
-        first: u.read_chunk,
-        limit: u.read_chunk_limit,
-        streams: u.read_streams,
+        first: t.read_chunk,
+        limit: t.read_chunk_limit,
+        streams: t.read_streams,
     };
     Ok(Upstream::new(
         Client::new(http, endpoint, signer),

@@ -39,7 +39,7 @@ fn options(cache: &Path) -> CacheOptions {
 
 /// A gateway over `up` with a cache in `cache`, its options changed by `set`.
 fn cached(up: SocketAddr, cache: &Path, set: impl FnOnce(&mut CacheOptions)) -> TestServer {
-    let mut c = gateway_config(up, "", |u| u.low_level_retries = 1);
+    let mut c = gateway_config(up, "", |u| u.tuning.low_level_retries = 1);
     let mut o = options(cache);
     set(&mut o);
     c.cache = Some(o);
@@ -678,7 +678,7 @@ fn vfs_refresh_lists_everything_at_start() {
     }
     let proxy = FaultProxy::start(up.addr);
     let cache = TempDir::new();
-    let mut c = gateway_config(proxy.addr, "", |u| u.low_level_retries = 1);
+    let mut c = gateway_config(proxy.addr, "", |u| u.tuning.low_level_retries = 1);
     c.cache = Some(options(&cache.0));
     c.vfs_refresh = true;
     let g = start(c);

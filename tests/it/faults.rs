@@ -45,7 +45,7 @@ fn transient_upstream_faults_are_retried() {
     let up = start(config(&dir.0));
     up.create_bucket("flt");
     let proxy = FaultProxy::start(up.addr);
-    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 3);
+    let g = gateway_with(proxy.addr, "", |u| u.tuning.low_level_retries = 3);
     let body = data(1_500_000, 7);
 
     // Error answers, then success.
@@ -77,7 +77,7 @@ fn an_upstream_that_is_down_or_failing_is_503_never_404() {
     let up = start(config(&dir.0));
     up.create_bucket("dwn");
     let proxy = FaultProxy::start(up.addr);
-    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 1);
+    let g = gateway_with(proxy.addr, "", |u| u.tuning.low_level_retries = 1);
     assert_eq!(g.put("dwn", "k", b"here").status, 200);
 
     proxy.plan().fail = Some((500, 100));
@@ -114,8 +114,8 @@ fn a_stalled_upstream_times_out_as_503() {
     up.create_bucket("stl");
     let proxy = FaultProxy::start(up.addr);
     let g = gateway_with(proxy.addr, "", |u| {
-        u.low_level_retries = 0;
-        u.timeout = Duration::from_millis(500);
+        u.tuning.low_level_retries = 0;
+        u.tuning.timeout = Duration::from_millis(500);
     });
     proxy.plan().stall = true;
     assert_eq!(g.get("stl", "k", &[]).status, 503);
@@ -129,7 +129,7 @@ fn an_interrupted_put_leaves_no_upstream_object() {
     let up = start(config(&dir.0));
     up.create_bucket("int");
     let proxy = FaultProxy::start(up.addr);
-    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 2);
+    let g = gateway_with(proxy.addr, "", |u| u.tuning.low_level_retries = 2);
 
     // Cut on the way up, every attempt.
     proxy.plan().cut_requests = Some((600_000, 100));
@@ -171,7 +171,7 @@ fn a_get_whose_object_changes_between_chunks_never_mixes_versions() {
     assert_eq!(up.put("mix", "obj", &old).status, 200);
     let proxy = FaultProxy::start(up.addr);
     // Chunks of 100 kB: the second ranged request starts at byte 100000.
-    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 2);
+    let g = gateway_with(proxy.addr, "", |u| u.tuning.low_level_retries = 2);
     let (replacement, root) = (new.clone(), dir.0.clone());
     proxy.plan().before = Some((
         "bytes=100000-".into(),
@@ -209,7 +209,7 @@ fn a_get_streams_while_the_upstream_is_still_sending() {
     let obj = data(1_500_000, 7);
     assert_eq!(up.put("str", "obj", &obj).status, 200);
     let proxy = FaultProxy::start(up.addr);
-    let g = gateway_with(proxy.addr, "", |u| u.low_level_retries = 0);
+    let g = gateway_with(proxy.addr, "", |u| u.tuning.low_level_retries = 0);
     // The second ranged request waits until the client has the first chunk.
     let (go, wait) = crossbeam_channel::bounded::<()>(1);
     proxy.plan().before = Some((
@@ -255,8 +255,8 @@ fn parallel_read_streams_fetch_fixed_chunks_in_order_and_resume_cut_ones() {
     assert_eq!(up.put("pst", "k", &body).status, 200);
     let proxy = FaultProxy::start(up.addr);
     let g = gateway_with(proxy.addr, "", |u| {
-        u.read_streams = 3;
-        u.read_chunk = 100_000;
+        u.tuning.read_streams = 3;
+        u.tuning.read_chunk = 100_000;
     });
     let r = g.get("pst", "k", &[]);
     assert_eq!(r.status, 200);

@@ -169,13 +169,15 @@ pub fn gateway_config(
         keys: Some((AK.into(), SK.into())),
         session_token: None,
         path: path.into(),
-        low_level_retries: 2,
-        connect_timeout: Duration::from_secs(10),
-        timeout: Duration::from_secs(60),
-        // Small chunks, so that a read takes several ranged requests.
-        read_chunk: 100_000,
-        read_chunk_limit: 400_000,
-        read_streams: 0,
+        tuning: s3serve::config::UpstreamTuning {
+            low_level_retries: 2,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            // Small chunks, so that a read takes several ranged requests.
+            read_chunk: 100_000,
+            read_chunk_limit: 400_000,
+            read_streams: 0,
+        },
         writes: Default::default(),
     };
     set(&mut u);
@@ -400,7 +402,7 @@ fn large_puts_go_up_in_parts_with_the_remotes_acl_and_location() {
     let up = start(config(&dir.0));
     let proxy = crate::fault::FaultProxy::start(up.addr);
     let g = gateway_with(proxy.addr, "", |u| {
-        u.low_level_retries = 1;
+        u.tuning.low_level_retries = 1;
         u.writes.upload_cutoff = 1 << 20;
         u.writes.acl = Some("private".into());
         u.writes.bucket_acl = Some("public-read".into());

@@ -50,6 +50,9 @@ pub struct Users {
     proxy: AuthProxy,
     make: MakeVfs,
     made: Mutex<HashMap<(String, String), Arc<Vfs>>>,
+    /// Held while a storage is made (and a user's old one closed): one at a time, while
+    /// requests for storages already made go on.
+    making: Mutex<()>,
 }
 
 impl Users {
@@ -58,13 +61,13 @@ impl Users {
             proxy,
             make,
             made: Mutex::default(),
+            making: Mutex::default(),
         }
     }
 
     /// Every user's storage made so far.
     pub fn all(&self) -> Vec<Arc<Vfs>> {
-        let made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        made.values().cloned().collect()
+        self.made_lock().values().cloned().collect()
     }
 
     /// The secrets for one request from `ip` (`None` on a unix socket).
@@ -78,36 +81,42 @@ impl Users {
         }
     }
 
-    /// The storage `answer` describes, for `user`: made on first use. Made under the lock,
-    /// so two first requests never make two; making one opens a directory or names an
-    /// endpoint, and takes milliseconds. The user's storage that an earlier answer
+    /// The storage `answer` describes, for `user`: made on first use, one at a time, so
+    /// two first requests never make two. The user's storage that an earlier answer
     /// described, and that no request is using, is closed first: a user has one storage
     /// at a time, and a cache of theirs is reopened by the new one.
     fn vfs(&self, user: &str, answer: &Answer) -> Result<Arc<Vfs>, S3Error> {
-        let key = (user.to_string(), answer.backend_id());
-        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(vfs) = made.get(&key) {
+        let key = (user.to_string(), answer.backend_id().to_string());
+        if let Some(vfs) = self.made_lock().get(&key) {
             return Ok(vfs.clone());
         }
-        let idle: Vec<(String, String)> = made
-            .iter()
-            .filter(|(k, vfs)| k.0 == key.0 && Arc::strong_count(vfs) == 1)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for old in idle {
-            if let Some(vfs) = made.remove(&old) {
-                log::info!(
-                    "--auth-proxy: access key {user:?} has a new backend; closing the old one"
-                );
-                vfs.shutdown();
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        let retired: Vec<Arc<Vfs>> = {
+            let mut made = self.made_lock();
+            if let Some(vfs) = made.get(&key) {
+                return Ok(vfs.clone());
             }
+            let idle: Vec<_> = made
+                .iter()
+                .filter(|(k, vfs)| k.0 == key.0 && Arc::strong_count(vfs) == 1)
+                .map(|(k, _)| k.clone())
+                .collect();
+            idle.iter().filter_map(|k| made.remove(k)).collect()
+        };
+        for old in retired {
+            log::info!("--auth-proxy: access key {user:?} has a new backend; closing the old one");
+            old.shutdown();
         }
         let vfs = (self.make)(user, answer).map_err(|why| {
             log::error!("--auth-proxy: the backend of access key {user:?}: {why}");
             unavailable()
         })?;
-        made.insert(key, vfs.clone());
+        self.made_lock().insert(key, vfs.clone());
         Ok(vfs)
+    }
+
+    fn made_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Vfs>>> {
+        self.made.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -34,19 +34,23 @@ pub struct Answer {
     pub root: String,
     /// The backend's options, without the `_`-prefixed ones and `type`.
     pub options: Vec<(String, String)>,
+    /// A digest of the backend's description (see [`Answer::backend_id`]).
+    backend: String,
 }
 
 impl Answer {
     /// A name for the backend this answer describes: answers that say the same share it.
-    pub fn backend_id(&self) -> String {
-        let mut parts = vec![format!("type={}", self.kind), format!("root={}", self.root)];
-        let mut options = self.options.clone();
-        options.sort();
-        parts.extend(options.iter().map(|(k, v)| format!("{k}={v}")));
-        crate::util::hex(&<sha2::Sha256 as sha2::Digest>::digest(
-            parts.join("\n").as_bytes(),
-        ))
+    pub fn backend_id(&self) -> &str {
+        &self.backend
     }
+}
+
+/// The digest of a backend's description, whatever the order of its options.
+fn describe(kind: &str, root: &str, options: &[(String, String)]) -> String {
+    let mut options = options.to_vec();
+    options.sort();
+    let text = format!("{kind:?} {root:?} {options:?}");
+    crate::util::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
 }
 
 /// Why an access key ID has no answer.
@@ -298,12 +302,13 @@ pub fn parse_answer(out: &[u8]) -> Result<Answer, Refusal> {
     let kind = take("type").ok_or_else(|| Refusal::Failed("type not set in its answer".into()))?;
     let root =
         take("_root").ok_or_else(|| Refusal::Failed("_root not set in its answer".into()))?;
-    let options = strings
+    let options: Vec<(String, String)> = strings
         .iter()
         .filter(|(k, _)| !k.starts_with('_') && k != "type")
         .cloned()
         .collect();
     Ok(Answer {
+        backend: describe(&kind, &root, &options),
         secret,
         kind,
         root,

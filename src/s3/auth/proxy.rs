@@ -69,6 +69,25 @@ pub struct Looked {
     pub asked: bool,
 }
 
+/// The kept answers, pruned of expired ones whenever they have doubled since the last
+/// pruning: keys from many addresses, or made up by the thousand, cannot grow it forever.
+#[derive(Default)]
+struct KeptAnswers {
+    map: HashMap<(String, String), Kept>,
+    prune_at: usize,
+}
+
+impl KeptAnswers {
+    fn insert(&mut self, key: (String, String), kept: Kept, now: Instant, period: Duration) {
+        self.map.insert(key, kept);
+        if self.map.len() >= self.prune_at {
+            self.map
+                .retain(|_, k| now.saturating_duration_since(k.at) < period);
+            self.prune_at = (2 * self.map.len()).max(1024);
+        }
+    }
+}
+
 struct Kept {
     at: Instant,
     answer: Result<Answer, Refusal>,
@@ -86,7 +105,7 @@ pub struct AuthProxy {
     cache_time: Duration,
     timeout: Duration,
     clock: Arc<dyn Clock>,
-    kept: Mutex<HashMap<(String, String), Kept>>,
+    kept: Mutex<KeptAnswers>,
     flights: Mutex<HashMap<(String, String), Arc<Flight>>>,
 }
 
@@ -172,13 +191,9 @@ impl AuthProxy {
         // A failure is not kept: the next request asks again.
         if !matches!(answer, Err(Refusal::Failed(_))) {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            kept.insert(
-                key.clone(),
-                Kept {
-                    at: self.clock.now(),
-                    answer: answer.clone(),
-                },
-            );
+            let now = self.clock.now();
+            let answer = answer.clone();
+            kept.insert(key.clone(), Kept { at: now, answer }, now, self.cache_time);
         }
         *flight.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer.clone());
         flight.cv.notify_all();
@@ -195,7 +210,8 @@ impl AuthProxy {
     /// The kept answer for `key`, while it is younger than the cache period.
     fn kept_answer(&self, key: &(String, String)) -> Option<Result<Answer, Refusal>> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.get(key)
+        kept.map
+            .get(key)
             .filter(|k| self.clock.now().saturating_duration_since(k.at) < self.cache_time)
             .map(|k| k.answer.clone())
     }
@@ -381,6 +397,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.backend_id(), b.backend_id());
+    }
+
+    #[test]
+    fn expired_answers_are_pruned_as_the_kept_ones_grow() {
+        let t0 = Instant::now();
+        let period = Duration::from_secs(300);
+        let mut kept = KeptAnswers::default();
+        let refused = || Kept {
+            at: t0,
+            answer: Err(Refusal::NoSecret),
+        };
+        for i in 0..1023 {
+            kept.insert((format!("AK{i}"), "ip".into()), refused(), t0, period);
+        }
+        assert_eq!(kept.map.len(), 1023);
+        // Past the period, the next insert that reaches the mark drops every expired one.
+        let later = t0 + period + Duration::from_secs(1);
+        let fresh = Kept {
+            at: later,
+            answer: Err(Refusal::NoSecret),
+        };
+        kept.insert(("NEW".into(), "ip".into()), fresh, later, period);
+        assert_eq!(kept.map.len(), 1);
+        assert!(kept.map.contains_key(&("NEW".into(), "ip".into())));
     }
 
     #[test]

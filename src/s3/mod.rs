@@ -29,11 +29,8 @@ use std::sync::Arc;
 
 /// Everything a worker needs to answer requests; shared read-only by all workers.
 pub struct App {
-    /// The storage every request reaches; `None` with `--auth-proxy`, where each user has
-    /// their own (see [`users`]).
-    pub vfs: Option<Arc<Vfs>>,
-    /// `--auth-proxy`: the users, each with their storage.
-    pub users: Option<Arc<users::Users>>,
+    /// What requests reach: one storage, or each user's.
+    pub storage: Tenancy,
     pub ops: OpsOptions,
     pub keys: Keys,
     /// `--baseurl` without slashes; "" when unset.
@@ -54,6 +51,14 @@ pub struct App {
     pub vhost_domain: Option<String>,
 }
 
+/// Whose storage a request reaches.
+pub enum Tenancy {
+    /// One storage for every request.
+    Shared(Arc<Vfs>),
+    /// `--auth-proxy`: each user's own (see [`users`]).
+    PerUser(Arc<users::Users>),
+}
+
 impl App {
     /// The secrets that check a request from `peer` (as the relay names it), and the storage
     /// the request reaches. Requests on a unix socket are anonymous, except under
@@ -61,21 +66,20 @@ impl App {
     pub fn tenant<'a>(&'a self, peer: &str) -> AnyTenant<'a> {
         static ANONYMOUS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(Keys::default);
         let unix = peer == "unix";
-        match (&self.users, &self.vfs) {
-            (Some(users), _) => AnyTenant::Asking(users.asking(client_ip(peer))),
-            (None, Some(vfs)) => AnyTenant::Shared(users::Shared {
+        match &self.storage {
+            Tenancy::PerUser(users) => AnyTenant::Asking(users.asking(client_ip(peer))),
+            Tenancy::Shared(vfs) => AnyTenant::Shared(users::Shared {
                 keys: if unix { &ANONYMOUS } else { &self.keys },
                 vfs,
             }),
-            (None, None) => unreachable!("an App has storage or users"),
         }
     }
 
     /// Every storage made so far: the one, or each user's.
     pub fn all_vfs(&self) -> Vec<Arc<Vfs>> {
-        match &self.users {
-            Some(users) => users.all(),
-            None => self.vfs.iter().cloned().collect(),
+        match &self.storage {
+            Tenancy::PerUser(users) => users.all(),
+            Tenancy::Shared(vfs) => vec![vfs.clone()],
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::ops::{Code, OpsOptions, S3Error};
 use crate::s3::auth::proxy::{Answer, AuthProxy};
 use crate::s3::relayed::{self, RELAY_HEADER};
 use crate::s3::users::Users;
-use crate::s3::{self, auth::Keys, App, Peer};
+use crate::s3::{self, auth::Keys, App, Peer, Tenancy};
 use crate::vfs::cache::CacheOptions;
 use crate::vfs::{Vfs, VfsOptions};
 use listen::{Listener, Relays, Slots};
@@ -211,9 +211,9 @@ fn proxy_users(config: &Config, p: &AuthProxyConfig) -> Result<Users, String> {
 
 /// Builds storage, VFS and auth from the config.
 pub fn build_app(config: &Config) -> Result<App, String> {
-    let (vfs, users) = match &config.storage {
-        Storage::AuthProxy(p) => (None, Some(Arc::new(proxy_users(config, p)?))),
-        s => (Some(make_vfs(config, s, config.cache.clone(), None)?), None),
+    let storage = match &config.storage {
+        Storage::AuthProxy(p) => Tenancy::PerUser(Arc::new(proxy_users(config, p)?)),
+        s => Tenancy::Shared(make_vfs(config, s, config.cache.clone(), None)?),
     };
     let ops = OpsOptions {
         read_only: config.read_only,
@@ -222,8 +222,7 @@ pub fn build_app(config: &Config) -> Result<App, String> {
         max_uploads: config.multipart_max_uploads,
     };
     Ok(App {
-        vfs,
-        users,
+        storage,
         ops,
         keys: Keys::new(&config.auth_keys),
         baseurl: config.baseurl.clone(),
@@ -364,7 +363,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .into_iter()
         .map(|(name, l)| listen::spawn_accept(name, l, slots.clone(), relays.clone(), stop.clone()))
         .collect();
-    if let Some(vfs) = &app.vfs {
+    if let Tenancy::Shared(vfs) = &app.storage {
         spawn_sweep(vfs.clone());
         if config.vfs_refresh {
             spawn_refresh(vfs.clone());

@@ -193,6 +193,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// `--max-connections`; 0 derives the cap from the descriptor limit.
     pub max_connections: usize,
+    /// The filter flags, compiled once; `None` serves everything.
+    pub filter: Option<std::sync::Arc<crate::vfs::filter::Filter>>,
 }
 
 /// The TLS material and policy.
@@ -516,7 +518,12 @@ impl Config {
         }
         let workers = a.workers.unwrap_or(DEFAULT_WORKERS);
         let cache = cache_options(a, &storage, env)?;
+        let filter = crate::vfs::filter::Filter::new(&a.filter)?.map(std::sync::Arc::new);
+        if a.delete_excluded {
+            storage_notes.push("--delete-excluded has no effect when serving".into());
+        }
         Ok(Config {
+            filter,
             cache,
             vfs_refresh: a.vfs_refresh,
             storage,
@@ -596,6 +603,7 @@ impl Config {
             write_timeout: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(120),
             max_connections: 0,
+            filter: None,
         }
     }
 }

@@ -208,6 +208,21 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     Some(whole + Duration::from_millis(millis))
 }
 
+/// `2013-05-24T00:00:00.123456789Z`, Go's RFC 3339 form with nanoseconds (trailing zeros of
+/// the fraction dropped).
+pub fn rfc3339_nano(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = split_time(t);
+    let nanos = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
 /// `20130524T000000Z`, the SigV4 basic form.
 pub fn amz_date(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s, _) = split_time(t);

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     InvalidKey,
     KeyTooLong,
     ReadOnly,
+    /// The server's filters hide the key, so it may not be written.
+    Excluded,
     Unsupported,
     /// The storage cannot be reached or failed for now (an upstream that is down, times
     /// out or answers 5xx): the request may succeed later.

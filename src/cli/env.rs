@@ -21,7 +21,27 @@ const PREFIX: &str = "RCLONE_";
 const GOVERNS_ACCESS: &[&str] = &["htpasswd", "user", "pass", "user-from-header"];
 
 /// Repeatable flags, whose variable is a CSV list.
-const REPEATABLE: &[&str] = &["addr", "auth-key", "response-header"];
+const REPEATABLE: &[&str] = &[
+    "addr",
+    "auth-key",
+    "response-header",
+    "exclude",
+    "exclude-from",
+    "exclude-if-present",
+    "files-from",
+    "files-from-raw",
+    "files-from0",
+    "filter",
+    "filter-from",
+    "include",
+    "include-from",
+    "metadata-exclude",
+    "metadata-exclude-from",
+    "metadata-filter",
+    "metadata-filter-from",
+    "metadata-include",
+    "metadata-include-from",
+];
 
 /// Flags never taken from the environment: `--max-connections` is s3serve's cap on client
 /// connections, while `RCLONE_MAX_CONNECTIONS` is rclone's cap on backend connections.

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::vfs::filter::FilterOptions;
 use lexopt::{Arg, Parser};
 
 mod env;
@@ -35,12 +36,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "vfs-handle-caching", "vfs-links", "vfs-metadata-extension",
     "vfs-read-wait", "vfs-used-is-size",
     "vfs-write-wait",
-    // The filter group.
-    "delete-excluded", "exclude", "exclude-from", "exclude-if-present", "files-from",
-    "files-from-raw", "files-from0", "filter", "filter-from", "hash-filter", "ignore-case",
-    "include", "include-from", "max-age", "max-depth", "max-size", "metadata-exclude",
-    "metadata-exclude-from", "metadata-filter", "metadata-filter-from", "metadata-include",
-    "metadata-include-from", "min-age", "min-size",
 ];
 
 /// The `-h`/`--help` text, laid out like rclone's.
@@ -116,6 +111,33 @@ Flags:
       --vfs-read-chunk-size-limit SizeSuffix  Double the chunk size after each chunk up to this (default off)
       --vhost-domain string   Base domain of virtual-hosted-style requests (bucket.DOMAIN), with --force-path-style=false
       --workers int           Number of threads serving requests (default automatic)
+
+Filter flags (rclone's; paths are matched from the served root, so the bucket is
+the first segment; an excluded object is not listed, read, written or deleted):
+      --delete-excluded                     Accepted for rclone's sake; has no effect when serving
+      --exclude stringArray                 Exclude files matching pattern
+      --exclude-from stringArray            Read file exclude patterns from file (use - to read from stdin)
+      --exclude-if-present stringArray      Exclude directories if filename is present
+      --files-from stringArray              Read list of source-file names from file (use - to read from stdin)
+      --files-from-raw stringArray          Read list of source-file names from file without any processing of lines (use - to read from stdin)
+      --files-from0 stringArray             Read list of source-file names from file using NUL as separator (use - to read from stdin)
+  -f, --filter stringArray                  Add a file filtering rule
+      --filter-from stringArray             Read file filtering patterns from a file (use - to read from stdin)
+      --hash-filter string                  Partition filenames by hash k/n or randomly @/n
+      --ignore-case                         Ignore case in filters (case insensitive)
+      --include stringArray                 Include files matching pattern
+      --include-from stringArray            Read file include patterns from file (use - to read from stdin)
+      --max-age Duration                    Only serve files younger than this in s or suffix ms|s|m|h|d|w|M|y (default off)
+      --max-depth int                       If set limits the recursion depth to this; the bucket is depth 1 (default -1)
+      --max-size SizeSuffix                 Only serve files smaller than this in KiB or suffix B|K|M|G|T|P (default off)
+      --metadata-exclude stringArray        Exclude metadatas matching pattern
+      --metadata-exclude-from stringArray   Read metadata exclude patterns from file (use - to read from stdin)
+      --metadata-filter stringArray         Add a metadata filtering rule
+      --metadata-filter-from stringArray    Read metadata filtering patterns from a file (use - to read from stdin)
+      --metadata-include stringArray        Include metadatas matching pattern
+      --metadata-include-from stringArray   Read metadata include patterns from file (use - to read from stdin)
+      --min-age Duration                    Only serve files older than this in s or suffix ms|s|m|h|d|w|M|y (default off)
+      --min-size SizeSuffix                 Only serve files bigger than this in KiB or suffix B|K|M|G|T|P (default off)
 ";
 
 /// Every recognised flag, type-checked but not yet interpreted.
@@ -197,6 +219,10 @@ pub struct Args {
     /// `RCLONE_*` variables for flags s3serve does not have, ignored as rclone ignores those
     /// meant for other commands; start-up logs them.
     pub env_ignored: Vec<String>,
+    /// The filter flags.
+    pub filter: FilterOptions,
+    /// `--delete-excluded`: accepted, and without effect on a server.
+    pub delete_excluded: bool,
     pub help: bool,
     pub version: bool,
 }
@@ -258,6 +284,8 @@ impl Default for Args {
             path: None,
             env_used: Vec::new(),
             env_ignored: Vec::new(),
+            filter: FilterOptions::default(),
+            delete_excluded: false,
             help: false,
             version: false,
         }
@@ -308,7 +336,7 @@ where
     while let Some(arg) = parser.next().map_err(from_lexopt)? {
         match arg {
             Arg::Value(value) => parsed.set_path(value)?,
-            Arg::Short(c) => parsed.apply_short(c)?,
+            Arg::Short(c) => parsed.apply_short(c, &mut parser)?,
             Arg::Long(name) => {
                 let flag = format!("--{name}");
                 if !parsed.apply_long(&flag, &mut parser)? {
@@ -324,13 +352,13 @@ where
 }
 
 impl Args {
-    fn apply_short(&mut self, c: char) -> Result<(), CliError> {
+    fn apply_short(&mut self, c: char, p: &mut Parser) -> Result<(), CliError> {
         match c {
             'v' => self.verbose = self.verbose.saturating_add(1),
             'q' => self.quiet = true,
             'h' => self.help = true,
             'V' => self.version = true,
-            'f' => return Err(flag_error("-f (--filter)", "not supported yet by s3serve")),
+            'f' => self.filter.rules.filter.push(text(p, "-f")?),
             _ => return Err(flag_error(&format!("-{c}"), "unknown flag")),
         }
         Ok(())
@@ -423,6 +451,20 @@ impl Args {
             "--idle-timeout" => self.idle_timeout = typed(p, flag, parse_duration)?,
             "--max-connections" => self.max_connections = typed(p, flag, parse_count)?,
             "--help" => self.help = true,
+            "--delete-excluded" => self.delete_excluded = switch(p, flag)?,
+            "--ignore-case" => self.filter.ignore_case = switch(p, flag)?,
+            "--hash-filter" => self.filter.hash_filter = text(p, flag)?,
+            "--min-age" => self.filter.min_age = typed(p, flag, parse_duration_off)?,
+            "--max-age" => self.filter.max_age = typed(p, flag, parse_duration_off)?,
+            "--min-size" => self.filter.min_size = typed(p, flag, parse_size)?,
+            "--max-size" => self.filter.max_size = typed(p, flag, parse_size)?,
+            "--max-depth" => self.filter.max_depth = typed(p, flag, parse_depth)?,
+            _ if filter_list(&mut self.filter, flag).is_some() => {
+                let value = text(p, flag)?;
+                filter_list(&mut self.filter, flag)
+                    .expect("matched above")
+                    .push(value);
+            }
             "--version" => self.version = true,
             _ => return Ok(false),
         }
@@ -441,6 +483,44 @@ impl Args {
         self.path = Some(value);
         Ok(())
     }
+}
+
+/// The list a repeatable filter flag adds to.
+fn filter_list<'a>(f: &'a mut FilterOptions, flag: &str) -> Option<&'a mut Vec<String>> {
+    let (rules, name) = match flag.strip_prefix("--metadata-") {
+        Some(name) => (&mut f.metadata, name),
+        None => (&mut f.rules, flag.strip_prefix("--")?),
+    };
+    Some(match name {
+        "filter" => &mut rules.filter,
+        "filter-from" => &mut rules.filter_from,
+        "include" => &mut rules.include,
+        "include-from" => &mut rules.include_from,
+        "exclude" => &mut rules.exclude,
+        "exclude-from" => &mut rules.exclude_from,
+        _ if flag.starts_with("--metadata-") => return None,
+        "exclude-if-present" => &mut f.exclude_if_present,
+        "files-from" => &mut f.files_from,
+        "files-from-raw" => &mut f.files_from_raw,
+        "files-from0" => &mut f.files_from0,
+        _ => return None,
+    })
+}
+
+/// A Duration flag where `off` (the default) is None.
+fn parse_duration_off(s: &str) -> Result<Option<Duration>, String> {
+    parse_duration(s).map(|d| (d != Duration::MAX).then_some(d))
+}
+
+/// `--max-depth`: a negative number is no limit.
+fn parse_depth(s: &str) -> Result<Option<usize>, String> {
+    let n: i64 = s.parse().map_err(|_| format!("invalid number {s:?}"))?;
+    Ok(usize::try_from(n).ok())
+}
+
+/// A string flag's value.
+fn text(p: &mut Parser, flag: &str) -> Result<String, CliError> {
+    typed(p, flag, |s| Ok(s.to_owned()))
 }
 
 fn unrecognised(flag: &str) -> CliError {
@@ -738,11 +818,68 @@ mod tests {
             "--vfs-read-wait: not supported yet by s3serve"
         );
         assert!(error(&["--vfs-cache-mode=most"]).starts_with("--vfs-cache-mode: expected"));
-        assert!(error(&["-f", "+ *.txt"]).contains("not supported yet"));
         for name in NOT_YET_SUPPORTED {
             let message = error(&[&format!("--{name}"), "x"]);
             assert_eq!(message, format!("--{name}: not supported yet by s3serve"));
         }
+    }
+
+    #[test]
+    fn filter_flags() {
+        let a = parse(&[
+            "-f",
+            "+ *.txt",
+            "--filter=- *",
+            "--include",
+            "i",
+            "--exclude-from",
+            "e",
+            "--metadata-include",
+            "m",
+            "--files-from0",
+            "z",
+            "--exclude-if-present",
+            ".x",
+            "--min-size",
+            "1",
+            "--max-age",
+            "2d",
+            "--max-depth",
+            "-1",
+            "--ignore-case",
+            "--hash-filter",
+            "1/2",
+            "d",
+        ])
+        .unwrap();
+        let f = &a.filter;
+        assert_eq!(f.rules.filter, ["+ *.txt", "- *"]);
+        assert_eq!(
+            (&f.rules.include[..], &f.rules.exclude_from[..]),
+            (&["i".to_string()][..], &["e".to_string()][..])
+        );
+        assert_eq!(f.metadata.include, ["m"]);
+        assert_eq!(
+            (&f.files_from0[..], &f.exclude_if_present[..]),
+            (&["z".to_string()][..], &[".x".to_string()][..])
+        );
+        assert_eq!(
+            (f.min_size, f.max_age),
+            (Some(1024), Some(Duration::from_secs(2 * 86_400)))
+        );
+        assert_eq!(
+            (f.max_depth, f.ignore_case, f.hash_filter.as_str()),
+            (None, true, "1/2")
+        );
+        assert_eq!(
+            parse(&["--max-depth", "2", "d"]).unwrap().filter.max_depth,
+            Some(2)
+        );
+        assert_eq!(
+            parse(&["--min-age", "off", "d"]).unwrap().filter.min_age,
+            None
+        );
+        assert!(error(&["--metadata-files-from", "x"]).contains("unknown flag"));
     }
 
     #[test]

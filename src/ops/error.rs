@@ -157,7 +157,7 @@ impl From<BackendError> for S3Error {
             ErrorKind::Conflict => Code::ObjectPathConflict,
             ErrorKind::InvalidKey => Code::InvalidArgument,
             ErrorKind::KeyTooLong => Code::KeyTooLongError,
-            ErrorKind::ReadOnly => Code::AccessDenied,
+            ErrorKind::ReadOnly | ErrorKind::Excluded => Code::AccessDenied,
             ErrorKind::Unsupported => Code::NotImplemented,
             ErrorKind::Unavailable => Code::SlowDown,
             ErrorKind::Io => Code::InternalError,

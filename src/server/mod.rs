@@ -170,6 +170,7 @@ fn make_vfs(
             etag: config.etag,
             cleanup: config.cleanup,
             dir_cache_time: config.dir_cache_time,
+            filter: config.filter.clone(),
         },
     )))
 }

@@ -23,6 +23,8 @@ pub struct Listing {
     pub entries: Vec<Listed>,
     /// The device the directory is on where the backend has one, else 0.
     pub dev: u64,
+    /// The directory holds an `--exclude-if-present` marker: nothing in it is served.
+    pub marked: bool,
 }
 
 /// One entry, with the object file's listing facts once someone asked for them.
@@ -44,7 +46,7 @@ pub struct Brief {
 }
 
 impl Listing {
-    pub fn new(entries: Vec<DirEntry>, dev: u64) -> Listing {
+    pub fn new(entries: Vec<DirEntry>, dev: u64, marked: bool) -> Listing {
         let mut entries: Vec<Listed> = entries
             .into_iter()
             .map(|e| Listed {
@@ -63,7 +65,11 @@ impl Listing {
             })
             .collect();
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Listing { entries, dev }
+        Listing {
+            entries,
+            dev,
+            marked,
+        }
     }
 }
 
@@ -160,6 +166,7 @@ mod tests {
         Arc::new(Listing::new(
             vec![e("b", false), e("a", true), e("a-", false)],
             0,
+            false,
         ))
     }
 
@@ -203,6 +210,7 @@ mod tests {
                 })
                 .collect(),
             0,
+            false,
         ));
         cache.put("bk", "1/", stamp(1000), &big);
         cache.put("bk", "1/", stamp(1000), &big); // a replaced listing is not counted twice

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod checksum;
 pub mod dircache;
+pub mod filter;
 pub mod hash;
 pub mod pages;
 mod prefixes;
@@ -18,8 +19,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::backend::{Backend, BucketInfo, ObjectReader, Result};
+use crate::backend::{Backend, BucketInfo, DirEntry, ObjectReader, Result};
 use dircache::{Brief, DirCache, Listed, Listing};
+use filter::Filter;
 pub use hash::{Digests, EtagAlg, Hashes};
 
 // The plain types and rules the layers above use: they reach storage only through the Vfs.
@@ -53,16 +55,20 @@ pub struct Vfs {
     dirs: DirCache,
     /// Whole listing pages.
     pages: pages::Pages,
+    /// What is served of the storage, when not all of it.
+    filter: Option<Arc<Filter>>,
 }
 
 /// Options the VFS applies on top of the backend.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VfsOptions {
     pub etag: EtagAlg,
     /// Remove parent directories left empty by a delete (off with `--no-cleanup`).
     pub cleanup: bool,
     /// How long listings may be reused while their directory is unchanged.
     pub dir_cache_time: std::time::Duration,
+    /// The filter flags, compiled; `None` serves everything.
+    pub filter: Option<Arc<Filter>>,
 }
 
 impl Vfs {
@@ -76,6 +82,7 @@ impl Vfs {
             holders: Default::default(),
             dirs: DirCache::new(opts.dir_cache_time),
             pages: Default::default(),
+            filter: opts.filter,
         }
     }
 
@@ -89,7 +96,11 @@ impl Vfs {
     }
 
     pub fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.backend.list_buckets()
+        let mut buckets = self.backend.list_buckets()?;
+        if let Some(f) = &self.filter {
+            buckets.retain(|b| f.bucket(&b.name));
+        }
+        Ok(buckets)
     }
 
     pub fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -138,13 +149,17 @@ impl Vfs {
         self.backend.sweep_temporaries()
     }
 
+    /// Whether the bucket exists and the filters let it be seen.
     pub fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        if self.filter.as_ref().is_some_and(|f| !f.bucket(bucket)) {
+            return Ok(false);
+        }
         self.backend.bucket_exists(bucket)
     }
 
     /// Fails with NoSuchBucket unless the bucket exists.
     pub fn require_bucket(&self, bucket: &str) -> Result<()> {
-        if self.backend.bucket_exists(bucket)? {
+        if self.bucket_exists(bucket)? {
             Ok(())
         } else {
             Err(BackendError::new(
@@ -157,7 +172,9 @@ impl Vfs {
     /// Size, mtime and metadata, with the ETag filled in.
     pub fn stat(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         key::check(key)?;
+        self.check_served(bucket, key)?;
         let info = self.backend.stat(bucket, key)?;
+        self.check_info(&info)?;
         self.with_etag(bucket, key, info)
     }
 
@@ -168,12 +185,53 @@ impl Vfs {
         if let Some(listing) = stamp.and_then(|s| self.dirs.get(bucket, dir, &s)) {
             return Ok(listing);
         }
-        let entries = self.backend.list_dir(bucket, dir)?;
-        let listing = Arc::new(Listing::new(entries, stamp.map_or(0, |s| s.dev)));
+        let mut entries = self.backend.list_dir(bucket, dir)?;
+        let marked = self.filter_entries(bucket, dir, &mut entries);
+        let listing = Arc::new(Listing::new(entries, stamp.map_or(0, |s| s.dev), marked));
         if let Some(stamp) = stamp {
             self.dirs.put(bucket, dir, stamp, &listing);
         }
         Ok(listing)
+    }
+
+    /// Drops the entries of `dir` the filters exclude; all of them, returning true, when one
+    /// is an `--exclude-if-present` marker. Directories are judged by their path alone, as a
+    /// walk enters them; objects by their size, time and metadata too where the filters ask.
+    fn filter_entries(&self, bucket: &str, dir: &str, entries: &mut Vec<DirEntry>) -> bool {
+        let Some(f) = &self.filter else {
+            return false;
+        };
+        let marker = |e: &DirEntry| !e.is_dir && f.markers().contains(&e.name);
+        if entries.iter().any(marker) {
+            entries.clear();
+            return true;
+        }
+        let mut path = String::with_capacity(bucket.len() + dir.len() + 64);
+        path.push_str(bucket);
+        path.push('/');
+        path.push_str(dir);
+        let base = path.len();
+        entries.retain(|e| {
+            path.truncate(base);
+            path.push_str(&e.name);
+            if e.is_dir {
+                return f.dir(&path);
+            }
+            if !f.path(&path) {
+                return false;
+            }
+            if !f.needs_info() {
+                return true;
+            }
+            match &e.facts {
+                Some(facts) if !f.reads_metadata() => f.info(facts.size, facts.mtime, None),
+                _ => match self.backend.stat(bucket, &path[bucket.len() + 1..]) {
+                    Ok(info) => f.info(info.size, info.mtime, info.meta.as_ref()),
+                    Err(_) => false,
+                },
+            }
+        });
+        false
     }
 
     /// What a listing shows of `key`, an object file of a [`listing`](Self::listing); None
@@ -192,7 +250,9 @@ impl Vfs {
     /// Opens an object for reading, with its ETag filled in.
     pub fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
         key::check(key)?;
+        self.check_served(bucket, key)?;
         let mut reader = self.backend.open(bucket, key)?;
+        self.check_info(&reader.info)?;
         if !self.etag_is_current(&reader.info) {
             let info = std::mem::replace(&mut reader.info, placeholder());
             reader.info = self.hash_into_meta(bucket, key, info, &mut reader.body)?;
@@ -284,6 +344,7 @@ impl Vfs {
     /// Starts a streaming write of `bucket/key`; nothing is visible until [`Vfs::commit`].
     pub fn create(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
         key::check(key)?;
+        self.check_writable(bucket, key)?;
         self.backend.create(bucket, key)
     }
 
@@ -296,7 +357,10 @@ impl Vfs {
     ) -> Result<(ObjectInfo, Box<dyn ObjectWriter + '_>)> {
         key::check(src.1)?;
         key::check(dst.1)?;
+        self.check_served(src.0, src.1)?;
+        self.check_writable(dst.0, dst.1)?;
         let (info, writer) = self.backend.copy(src, dst)?;
+        self.check_info(&info)?;
         let info = self.with_etag(src.0, src.1, info)?;
         Ok((info, writer))
     }
@@ -339,11 +403,74 @@ impl Vfs {
 
     /// Deletes an object (a missing key is fine), then cleans up empty parents unless
     /// `--no-cleanup`.
+    /// An object the filters exclude is not deleted: it is NotFound.
     pub fn remove(&self, bucket: &str, key: &str) -> Result<()> {
         key::check(key)?;
+        self.check_served(bucket, key)?;
         let _guard = self.lock(bucket, key);
+        if self.filter.as_ref().is_some_and(|f| f.needs_info()) {
+            match self.backend.stat(bucket, key) {
+                Ok(info) => self.check_info(&info)?,
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.backend.remove(bucket, key, self.cleanup)
     }
+
+    /// NotFound unless the filters serve `key` by its path: the path rules pass, and no
+    /// directory above it holds an `--exclude-if-present` marker.
+    fn check_served(&self, bucket: &str, key: &str) -> Result<()> {
+        let Some(f) = &self.filter else {
+            return Ok(());
+        };
+        if !f.key(bucket, key) || self.under_marker(f, bucket, key)? {
+            return Err(excluded());
+        }
+        Ok(())
+    }
+
+    /// NotFound unless the filters serve an object of this size, time and metadata.
+    fn check_info(&self, info: &ObjectInfo) -> Result<()> {
+        match &self.filter {
+            Some(f) if f.needs_info() && !f.info(info.size, info.mtime, info.meta.as_ref()) => {
+                Err(excluded())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a write the filters would hide: the object could never be read back.
+    pub fn check_writable(&self, bucket: &str, key: &str) -> Result<()> {
+        match self.check_served(bucket, key) {
+            Err(e) if e.kind == ErrorKind::NotFound => Err(BackendError::new(
+                ErrorKind::Excluded,
+                "Access Denied: the key is excluded by the server's filters",
+            )),
+            other => other,
+        }
+    }
+
+    /// Whether a directory above `key` (the bucket's top included) holds a marker file.
+    fn under_marker(&self, f: &Filter, bucket: &str, key: &str) -> Result<bool> {
+        if f.markers().is_empty() {
+            return Ok(false);
+        }
+        let dirs = key.match_indices('/').map(|(i, _)| &key[..=i]);
+        for dir in std::iter::once("").chain(dirs) {
+            match self.listing(bucket, dir) {
+                Ok(l) if l.marked => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn excluded() -> BackendError {
+    BackendError::new(ErrorKind::NotFound, "The specified key does not exist.")
 }
 
 fn placeholder() -> ObjectInfo {

@@ -105,6 +105,9 @@ impl PrefixProbe<'_> {
         ino: u64,
         inputs: &mut Inputs,
     ) -> Result<bool> {
+        if self.vfs.filter.is_some() {
+            return self.filtered(bucket, dir, inputs);
+        }
         let Some(w) = self.vfs.backend.removals() else {
             inputs.checkable = false;
             return self.stamped(bucket, dir);
@@ -120,6 +123,28 @@ impl PrefixProbe<'_> {
             inputs.checkable = false;
         }
         Ok(found)
+    }
+
+    /// With filters, from the filtered listings (kept in the directory cache, and the page's
+    /// inputs): whether `dir` holds an object the filters serve, at any depth.
+    fn filtered(&self, bucket: &str, dir: &str, inputs: &mut Inputs) -> Result<bool> {
+        let listing = match self.vfs.listing(bucket, dir) {
+            Ok(l) => l,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        inputs
+            .listings
+            .push((bucket.to_string(), dir.to_string(), listing.clone()));
+        if listing.entries.iter().any(|e| !e.is_dir) {
+            return Ok(true);
+        }
+        for e in &listing.entries {
+            if self.filtered(bucket, &format!("{dir}{}", e.name), inputs)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn watched(&self, w: &dyn RemovalWatch, bucket: &str, dir: &str, id: Id) -> Result<bool> {

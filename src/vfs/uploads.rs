@@ -23,6 +23,7 @@ impl Vfs {
     /// Starts an upload to `bucket`/`key`; returns its id.
     pub fn create_upload(&self, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<String> {
         key::check(key)?;
+        self.check_writable(bucket, key)?;
         self.store()?.create(bucket, key, meta)
     }
 

@@ -163,13 +163,12 @@ pub fn dir_globs(glob: &str) -> Vec<String> {
         let (cut, what) = match (slash, stars) {
             (s, Some(j)) if s.is_none_or(|i| j > i) => (j, "**"),
             (Some(i), _) => (i, ""),
-            (None, None) => {
+            _ => {
                 if out.is_empty() {
                     out.push("/**".to_string());
                 }
                 return out;
             }
-            (None, Some(_)) => unreachable!("matched by the first arm"),
         };
         glob.truncate(cut);
         let dir = format!("{glob}{what}/");

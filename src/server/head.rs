@@ -71,6 +71,16 @@ fn check_head(head: &[u8]) -> Result<Head, Refusal> {
     if !head.iter().all(|&b| b.is_ascii() && b != 0) {
         return Err(Refusal::Bad("The request head is not ASCII."));
     }
+    // A lone CR or LF would end a line for one parser and not for another (tiny_http, or our
+    // own header rewrite), so it is refused rather than guessed at (RFC 9112 section 2.2).
+    let lone = |i: usize, b: u8| match b {
+        b'\r' => head.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || head[i - 1] != b'\r',
+        _ => false,
+    };
+    if head.iter().enumerate().any(|(i, &b)| lone(i, b)) {
+        return Err(Refusal::Bad("The request head has a bare CR or LF."));
+    }
     let text =
         std::str::from_utf8(head).map_err(|_| Refusal::Bad("The request head is not ASCII."))?;
     let mut lines = text[..text.len() - 4].split("\r\n");
@@ -481,6 +491,21 @@ mod tests {
         assert_eq!(head("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
         let h = head("PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
         assert_eq!(h.unwrap().framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn bare_cr_and_lf_are_refused() {
+        // Found by the `head` fuzz target: a lone LF ended a line for the header rewrite but
+        // not for this parser, so a private header could hide behind it.
+        let bare = Err(Refusal::Bad("The request head has a bare CR or LF."));
+        for h in [
+            "GET / HTTP/1.1\r\nX-A: 1\nX-S3serve-Conn: 2\r\n\r\n",
+            "GET / HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n",
+            "\nGET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(head(h), bare, "{h:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,9 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 pub mod logger;
 pub mod ops;

@@ -14,6 +14,12 @@ struct DeleteRequest {
     keys: Vec<String>,
 }
 
+/// For the fuzz checks (`crate::fuzzing`): the keys a Delete document names.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_parse(body: &[u8]) -> Result<Vec<String>, S3Error> {
+    parse(body).map(|r| r.keys)
+}
+
 fn parse(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     let leaves = xml::parse_elements(body)?;
     if leaves.first().map(|l| l.path[0].as_str()) != Some("Delete") {

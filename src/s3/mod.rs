@@ -196,6 +196,16 @@ impl Target {
     }
 }
 
+/// For the fuzz checks (`crate::fuzzing`): the bucket and key a request target names.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_parse_target(
+    url: &str,
+    baseurl: &str,
+    vhost_bucket: Option<&str>,
+) -> Result<(String, String), S3Error> {
+    parse_target(url, baseurl, vhost_bucket).map(|t| (t.bucket, t.key))
+}
+
 /// Splits the request target. With `vhost_bucket` (virtual-hosted style) the whole path is
 /// the key; otherwise the first path segment is the bucket.
 fn parse_target(url: &str, baseurl: &str, vhost_bucket: Option<&str>) -> Result<Target, S3Error> {

@@ -237,6 +237,33 @@ impl Read for Bounded<'_, '_> {
     }
 }
 
+/// For the fuzz checks (`crate::fuzzing`): a form's fields and its file part's bytes.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_read_form(
+    body: &mut dyn Read,
+    boundary: &str,
+) -> Result<(Vec<(String, String)>, Vec<u8>), S3Error> {
+    #![allow(clippy::type_complexity)]
+    let mut form = FormReader::new(body, boundary);
+    let (fields, _) = read_fields(&mut form)?;
+    let mut file = Vec::new();
+    form.read_to_end(&mut file)
+        .map_err(|e| S3Error::new(Code::MalformedPOSTRequest, e.to_string()))?;
+    Ok((fields.0, file))
+}
+
+/// For the fuzz checks: a policy checked against the given fields.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_check_policy(policy_b64: &str, fields: Vec<(String, String)>) -> bool {
+    check_policy(
+        policy_b64,
+        &Fields(fields),
+        "bucket",
+        SystemTime::UNIX_EPOCH,
+    )
+    .is_ok()
+}
+
 /// Reads the fields up to the file part.
 fn read_fields(form: &mut FormReader) -> Result<(Fields, form::PartHeaders), S3Error> {
     let mut fields = Vec::new();

@@ -5,6 +5,8 @@
 //! the same answer. <https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html>
 
 mod complete;
+#[cfg(any(test, fuzzing))]
+pub(crate) use complete::fuzz_parse_complete;
 mod list;
 
 pub use complete::{complete_multipart_upload, multipart_etag, KEEPALIVE_ABOVE};

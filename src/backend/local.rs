@@ -645,6 +645,10 @@ fn buffered_copy(src: &File, dst: &mut File) -> io::Result<()> {
     }
 }
 
+/// How many times a write makes its path again after a concurrent cleanup removed a
+/// directory on it.
+const CREATE_ATTEMPTS: u32 = 16;
+
 /// A write in progress: a locked temporary file beside the final name.
 struct LocalWriter<'a> {
     backend: &'a LocalBackend,
@@ -665,11 +669,20 @@ impl<'a> LocalWriter<'a> {
         let name = key.rsplit('/').next().unwrap_or(key).to_string();
         let temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
-        // A concurrent delete may remove a fresh parent directory between mkdir and create.
+        // A concurrent delete's cleanup may remove an empty parent directory at any moment
+        // until the temporary is in it: while it is being made, entered, or just made. Each
+        // of those shows as NotFound, and the path is made again.
         let mut attempt = 0;
         let mut made_dirs = None;
         let (dir, fd) = loop {
-            let (dir, made) = backend.parent_fd(bucket, key, true)?;
+            let (dir, made) = match backend.parent_fd(bucket, key, true) {
+                Ok(found) => found,
+                Err(e) if e.kind == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             made_dirs = made_dirs.or(made);
             match rfs::openat(
                 &dir,
@@ -678,7 +691,7 @@ impl<'a> LocalWriter<'a> {
                 Mode::from_raw_mode(backend.perms.file),
             ) {
                 Ok(fd) => break (dir, fd),
-                Err(rustix::io::Errno::NOENT) if attempt < 3 => attempt += 1,
+                Err(rustix::io::Errno::NOENT) if attempt < CREATE_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(errno(e).into()),
             }
         };
@@ -833,5 +846,60 @@ impl Drop for LocalWriter<'_> {
                 self.backend.cleanup_parents(&self.bucket, &self.key, floor);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod cleanup_race_tests {
+    use super::*;
+
+    /// Writes of deep keys race deletes whose cleanup removes the directories those writes
+    /// are making or about to use: a write must never fail for a directory that vanished
+    /// under it (it answered 404 NoSuchKey "No such file or directory" over S3).
+    #[test]
+    fn writes_survive_concurrent_cleanup_of_their_parent_directories() {
+        let root =
+            std::env::temp_dir().join(format!("s3serve-cleanrace-{}", crate::util::unique_token()));
+        let perms = Perms {
+            file: 0o644,
+            dir: 0o755,
+        };
+        let backend = std::sync::Arc::new(LocalBackend::open(&root, perms).unwrap());
+        backend.create_bucket("bkt").unwrap();
+        // Few keys on deep paths: most deletes empty a chain of directories, which their
+        // cleanup then removes while other threads are making or entering it.
+        let keys: Vec<String> = (0..4)
+            .map(|i| format!("a/{}/b/c/{}/k", i & 1, (i >> 1) & 1))
+            .collect();
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        let threads: Vec<_> = (0..8usize)
+            .map(|t| {
+                let backend = backend.clone();
+                let keys = keys.clone();
+                std::thread::spawn(move || {
+                    let mut x = (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) + 1;
+                    while std::time::Instant::now() < until {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let key = &keys[(x >> 33) as usize % keys.len()];
+                        if (x >> 40) & 1 == 0 {
+                            let mut w = backend
+                                .create("bkt", key)
+                                .unwrap_or_else(|e| panic!("create {key}: {e}"));
+                            w.write_all(b"x").unwrap();
+                            w.commit(&ObjectMeta::default(), None)
+                                .unwrap_or_else(|e| panic!("commit {key}: {e}"));
+                        } else {
+                            backend.remove("bkt", key, true).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -137,14 +137,19 @@ impl LocalUploads {
         Ok(info)
     }
 
-    /// Removes temporaries of part writes that died with their process.
+    /// Removes temporaries of part writes that died with their process, and the folders of
+    /// uploads whose creation or removal died with it (`<TEMP_PREFIX><id>`, `<TEMP_PREFIX>gone-…`).
     pub fn sweep_temporaries(&self) -> usize {
-        fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|upload| crate::temps::sweep_dir(&upload.path()))
-            .sum()
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let temp = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            if temp && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                removed += usize::from(remove_dir_if_unlocked(&entry.path()));
+            } else {
+                removed += crate::temps::sweep_dir(&entry.path());
+            }
+        }
+        removed
     }
 }
 
@@ -161,6 +166,9 @@ impl Uploads for LocalUploads {
         let id = new_id();
         let tmp = self.dir.join(format!("{TEMP_PREFIX}{id}"));
         fs::create_dir(&tmp)?;
+        // Held until the upload is published, so that a sweep leaves it alone (best effort:
+        // a filesystem without directory locks only loses that protection).
+        let _lock = lock_dir(&tmp);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -367,11 +375,25 @@ fn last_touched(dir: &Path) -> SystemTime {
 }
 
 /// Removes an upload: first renamed out of the way, so a half-removed upload is never seen.
+/// A removal cut short by a crash leaves that folder to the start-up sweep.
 fn remove_upload_dir(dir: &Path) -> Result<()> {
     let gone = dir.with_file_name(format!("{TEMP_PREFIX}gone-{}", crate::util::unique_token()));
     fs::rename(dir, &gone).map_err(|_| no_upload())?;
+    let _lock = lock_dir(&gone);
     fs::remove_dir_all(&gone)?;
     Ok(())
+}
+
+/// An exclusive lock on the folder `dir`, if the filesystem gives one.
+fn lock_dir(dir: &Path) -> Option<File> {
+    let file = File::open(dir).ok()?;
+    rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(file)
+}
+
+/// Removes the temporary folder `dir` if no live process holds its lock; true if it did.
+fn remove_dir_if_unlocked(dir: &Path) -> bool {
+    lock_dir(dir).is_some() && fs::remove_dir_all(dir).is_ok()
 }
 
 /// Refuses bytes past a part's declared length, which would run into the next part's place.
@@ -474,6 +496,38 @@ mod tests {
         assert!(store.info(&idle).is_ok() && store.info(&done).is_err());
         assert_eq!(store.expire(Some(future), past), 1);
         assert!(store.info(&idle).is_err());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A crash while an upload was being created (its folder not yet renamed to its id) or
+    /// removed (renamed to `gone-…`, partly emptied) leaves a temporary folder: the start-up
+    /// sweep removes it, unless a live process holds its lock.
+    #[test]
+    fn sweep_removes_upload_folders_left_by_a_crash() {
+        let root = std::env::temp_dir().join(format!("s3serve-up-{}", new_id()));
+        let store = LocalUploads::open(&root, 0o644).unwrap();
+        let kept = store.create("b", "k", &ObjectMeta::default()).unwrap();
+        let dir = root.join(".s3serve/uploads");
+        let creating = dir.join(format!("{TEMP_PREFIX}{}", new_id()));
+        fs::create_dir(&creating).unwrap();
+        fs::write(creating.join("manifest"), "bucket\tb\n").unwrap();
+        let removing = dir.join(format!("{TEMP_PREFIX}gone-{}", new_id()));
+        fs::create_dir(&removing).unwrap();
+        fs::write(removing.join("data"), vec![7u8; 4096]).unwrap();
+        fs::write(removing.join("slot-00001-abc"), "0 4096\n").unwrap();
+        let live = dir.join(format!("{TEMP_PREFIX}{}", new_id()));
+        fs::create_dir(&live).unwrap();
+        let lock = lock_dir(&live).expect("directory locks on the test filesystem");
+        assert_eq!(store.sweep_temporaries(), 2);
+        assert!(!creating.exists() && !removing.exists());
+        assert!(live.exists(), "a folder a live process holds is not swept");
+        assert!(store.info(&kept).is_ok());
+        drop(lock);
+        assert_eq!(store.sweep_temporaries(), 1);
+        assert!(!live.exists());
+        // Removing an upload leaves no folder behind.
+        store.abort(&kept).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         fs::remove_dir_all(root).unwrap();
     }
 

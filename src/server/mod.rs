@@ -407,6 +407,7 @@ fn connection_cap(config: &Config) -> usize {
 /// A directory only this user can enter, for tiny_http's socket: nobody else may reach it.
 fn private_dir() -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
+    sweep_private_dirs(&std::env::temp_dir());
     let dir = std::env::temp_dir().join(format!(
         "s3serve-{}-{}",
         std::process::id(),
@@ -417,6 +418,30 @@ fn private_dir() -> Result<PathBuf, String> {
         .create(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes the private folders (`s3serve-<pid>-<token>`) of s3serve processes that were
+/// killed before they could remove their own. A folder whose process still runs, or whose
+/// pid now belongs to another process, is left alone.
+fn sweep_private_dirs(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("s3serve-"))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        let mine = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if mine && rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Binds a unix socket, replacing a stale socket file (never any other kind of file).
@@ -599,5 +624,36 @@ impl Running {
         let _ = self.expire.0.send(());
         let _ = self.expire.1.join();
         let _ = std::fs::remove_dir_all(&self.private_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by scripts/harden/crash.py: every SIGKILL left its private socket folder in
+    /// $TMPDIR. The next start removes those of dead processes, and only those.
+    #[test]
+    fn private_folders_of_dead_processes_are_swept() {
+        let tmp =
+            std::env::temp_dir().join(format!("s3serve-sweep-{}", crate::util::unique_token()));
+        std::fs::create_dir(&tmp).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!("s3serve-{dead}-aaaa"),
+            format!("s3serve-{}-bbbb", std::process::id()),
+            "s3serve-notapid-cccc".to_string(),
+            "other-1-dddd".to_string(),
+        ];
+        for n in &names {
+            std::fs::create_dir(tmp.join(n)).unwrap();
+            std::fs::write(tmp.join(n).join("requests.sock"), b"").unwrap();
+        }
+        sweep_private_dirs(&tmp);
+        let left: Vec<bool> = names.iter().map(|n| tmp.join(n).exists()).collect();
+        assert_eq!(left, [false, true, true, true]);
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -147,12 +147,31 @@ pub(super) fn assemble(dir: &Path, parts: &[PartInfo], dst: &mut dyn ObjectWrite
     };
     if rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err()
         || !sole_data(&file, &path)
-        || file.metadata()?.len() != end
     {
+        return Ok(false);
+    }
+    let len = file.metadata()?.len();
+    // Bytes past the parts can only be a failed part's (its range holds a hole now) while no
+    // recorded part lies there; with no writer left (the lock), they are cut off.
+    if len > end && recorded_end(dir)? <= end {
+        file.set_len(end)?;
+    } else if len != end {
         return Ok(false);
     }
     // Every part was made durable when it was recorded.
     Ok(dst.adopt(file, &path)?)
+}
+
+/// Where the last part recorded in `DATA` ends.
+fn recorded_end(dir: &Path) -> Result<u64> {
+    let mut end = 0;
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("slot-") {
+            let (offset, size) = read_slot(&entry.path()).unwrap_or((u64::MAX, 0));
+            end = end.max(offset.saturating_add(size));
+        }
+    }
+    Ok(end)
 }
 
 /// A part's place in `DATA`, given back on drop unless kept.
@@ -186,6 +205,19 @@ impl Write for SlotWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for SlotWriter {
+    /// A part that failed gives its place back empty: the blocks it wrote are freed (a hole),
+    /// so a part cut short by a full disk or a lost client leaves no space taken.
+    fn drop(&mut self) {
+        if self.claim.0.is_some() {
+            if let Some(len) = std::num::NonZeroU64::new(self.written + self.room) {
+                let flags = rfs::FallocateFlags::PUNCH_HOLE | rfs::FallocateFlags::KEEP_SIZE;
+                let _ = rfs::fallocate(self.file.file(), flags, self.offset, len.get());
+            }
+        }
     }
 }
 
@@ -269,6 +301,49 @@ mod tests {
             .join("uploads")
             .join(id);
         fs::metadata(dir.join(DATA)).unwrap().ino()
+    }
+
+    /// Found by scripts/harden/diskfull.py: a part that failed half-way (a full disk) kept
+    /// its bytes in `data`, so the space stayed taken and Complete had to copy.
+    #[test]
+    fn a_failed_part_frees_its_place_and_completion_still_links() {
+        let (root, backend) = store();
+        let up = backend.uploads().unwrap();
+        let id = up.create("b", "k", &ObjectMeta::default()).unwrap();
+        let p1 = body(1, 5 * MIB);
+        put_part(up, &id, 1, &p1);
+        let data = root.join(".s3serve/uploads").join(&id).join(DATA);
+        let blocks = || fs::metadata(&data).unwrap().blocks() * 512;
+        let before = blocks();
+        let mut w = up.part_writer(&id, 2, Some(5 * MIB as u64)).unwrap();
+        w.write_all(&body(2, 3 * MIB)).unwrap();
+        assert!(blocks() >= before + 3 * MIB as u64);
+        drop(w);
+        assert!(blocks() <= before, "{} > {before}", blocks());
+        assert_eq!(fs::metadata(&data).unwrap().len(), 8 * MIB as u64);
+        let ino = data_ino(&root, &id);
+        assert_eq!(complete(&backend, &id, &[1]), ino, "linked, not copied");
+        assert!(fs::read(root.join("b/k")).unwrap() == p1);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// Bytes past the completed parts are cut off only when no recorded part lies there.
+    #[test]
+    fn a_recorded_part_past_the_completed_ones_is_not_cut_off() {
+        let (root, backend) = store();
+        let up = backend.uploads().unwrap();
+        let id = up.create("b", "k", &ObjectMeta::default()).unwrap();
+        let p1 = body(1, 5 * MIB);
+        put_part(up, &id, 1, &p1);
+        put_part(up, &id, 2, &body(2, 5 * MIB));
+        let data = data_ino(&root, &id);
+        assert_ne!(
+            complete(&backend, &id, &[1]),
+            data,
+            "copied: part 2 stays whole"
+        );
+        assert!(fs::read(root.join("b/k")).unwrap() == p1);
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

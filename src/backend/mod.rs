@@ -40,6 +40,8 @@ pub enum ErrorKind {
     /// The storage cannot be reached or failed for now (an upstream that is down, times
     /// out or answers 5xx): the request may succeed later.
     Unavailable,
+    /// The filesystem is full, or the user's quota is spent.
+    NoSpace,
     Io,
 }
 
@@ -78,6 +80,7 @@ impl From<io::Error> for BackendError {
             io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
                 ErrorKind::ReadOnly
             }
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
             _ => ErrorKind::Io,
         };
         BackendError::new(kind, e.to_string())

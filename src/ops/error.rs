@@ -160,6 +160,7 @@ impl From<BackendError> for S3Error {
             ErrorKind::ReadOnly | ErrorKind::Excluded => Code::AccessDenied,
             ErrorKind::Unsupported => Code::NotImplemented,
             ErrorKind::Unavailable => Code::SlowDown,
+            ErrorKind::NoSpace => Code::InsufficientStorage,
             ErrorKind::Io => Code::InternalError,
         };
         if code == Code::InternalError {
@@ -193,5 +194,10 @@ mod tests {
         let e: S3Error = BackendError::new(ErrorKind::Io, "disk on fire").into();
         assert_eq!(e.status(), 500);
         assert!(!e.message.contains("disk"));
+        // Found by scripts/harden/diskfull.py: a full disk answered 500 InternalError.
+        let e: S3Error = BackendError::from(std::io::Error::from_raw_os_error(28)).into();
+        assert_eq!((e.code, e.status()), (Code::InsufficientStorage, 507));
+        let e: S3Error = BackendError::from(std::io::Error::from_raw_os_error(122)).into();
+        assert_eq!(e.status(), 507, "EDQUOT");
     }
 }

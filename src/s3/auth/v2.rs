@@ -252,7 +252,10 @@ fn resources(rq: &SignedParts) -> Vec<String> {
         paths.extend(stripped.map(str::to_string));
     }
     if rq.vhost_bucket.is_none() {
-        let bucket_only = |p: &String| p.len() > 1 && !p[1..].contains('/');
+        let bucket_only = |p: &String| {
+            p.get(1..)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+        };
         let with_slash: Vec<String> = paths
             .iter()
             .filter(|p| bucket_only(p))

@@ -9,6 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let args = match cli::parse_args_env(std::env::args_os().skip(1), std::env::vars_os()) {
         Ok(a) => a,
         Err(e) => return fail(&e.to_string()),
@@ -99,3 +100,26 @@ fn fail(msg: &str) -> ExitCode {
     eprintln!("s3serve: {msg}");
     ExitCode::from(2)
 }
+
+/// glibc's malloc raises its mmap threshold each time a large block is freed; after that the
+/// relays' 256 KiB buffers (one pair per connection, each on its own thread) come from the
+/// per-thread arenas, which keep them once the connection ends. Idle RSS then grew with
+/// every burst of connections (scripts/harden/soak.py: 10.7 MiB to 14.8 MiB in a minute).
+/// A fixed threshold keeps blocks of 128 KiB and more in mmap, given back when freed; no
+/// small request allocates one.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    /// From glibc's malloc.h.
+    const M_MMAP_THRESHOLD: i32 = -3;
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread
+    // exists, and glibc takes its own lock around the change.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}

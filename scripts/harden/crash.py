@@ -44,7 +44,6 @@ import collections
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import threading

@@ -40,7 +40,6 @@ import argparse
 import http.client
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -667,14 +667,14 @@ struct LocalWriter<'a> {
 impl<'a> LocalWriter<'a> {
     fn create(backend: &'a LocalBackend, bucket: &str, key: &str) -> Result<LocalWriter<'a>> {
         let name = key.rsplit('/').next().unwrap_or(key).to_string();
-        let temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
+        let mut temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
         // A concurrent delete's cleanup may remove an empty parent directory at any moment
         // until the temporary is in it: while it is being made, entered, or just made. Each
         // of those shows as NotFound, and the path is made again.
         let mut attempt = 0;
         let mut made_dirs = None;
-        let (dir, fd) = loop {
+        let (dir, file) = loop {
             let (dir, made) = match backend.parent_fd(bucket, key, true) {
                 Ok(found) => found,
                 Err(e) if e.kind == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
@@ -690,13 +690,25 @@ impl<'a> LocalWriter<'a> {
                 flags,
                 Mode::from_raw_mode(backend.perms.file),
             ) {
-                Ok(fd) => break (dir, fd),
+                Ok(fd) => {
+                    // A sweep (this process's start-up one, or another instance's) may take
+                    // the temporary between its creation and this lock: then the lock fails,
+                    // or the file is already gone, and the write starts over under a new name.
+                    let file = File::from(fd);
+                    let locked = rfs::flock(&file, FlockOperation::NonBlockingLockExclusive);
+                    if locked.is_ok() && rfs::fstat(&file).is_ok_and(|st| st.st_nlink > 0) {
+                        break (dir, file);
+                    }
+                    if attempt >= CREATE_ATTEMPTS {
+                        return Err(errno(locked.err().unwrap_or(rustix::io::Errno::NOENT)).into());
+                    }
+                    attempt += 1;
+                    temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());
+                }
                 Err(rustix::io::Errno::NOENT) if attempt < CREATE_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(errno(e).into()),
             }
         };
-        let file = File::from(fd);
-        rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(errno)?;
         Ok(LocalWriter {
             backend,
             dir,
@@ -901,5 +913,50 @@ mod cleanup_race_tests {
             t.join().unwrap();
         }
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Another instance's start-up sweep runs while this one writes: a sweep that takes a
+    /// temporary before its writer locked it must not fail the write.
+    #[test]
+    fn writes_survive_a_concurrent_sweep() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let root =
+            std::env::temp_dir().join(format!("s3serve-sweeprace-{}", crate::util::unique_token()));
+        let perms = Perms {
+            file: 0o644,
+            dir: 0o755,
+        };
+        let backend = std::sync::Arc::new(LocalBackend::open(&root, perms).unwrap());
+        backend.create_bucket("bkt").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let sweeper = {
+            let (backend, stop) = (backend.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    backend.sweep_temporaries();
+                }
+            })
+        };
+        let writers: Vec<_> = (0..2)
+            .map(|t| {
+                let backend = backend.clone();
+                std::thread::spawn(move || {
+                    for i in 0..3000 {
+                        let key = format!("k{t}");
+                        let mut w = backend
+                            .create("bkt", &key)
+                            .unwrap_or_else(|e| panic!("create #{i}: {e}"));
+                        w.write_all(b"x").unwrap();
+                        w.commit(&ObjectMeta::default(), None)
+                            .unwrap_or_else(|e| panic!("commit #{i}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, Ordering::Relaxed);
+        sweeper.join().unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(results.iter().all(|r| r.is_ok()), "a write failed");
     }
 }

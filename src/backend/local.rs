@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 use super::key::{is_hidden, storage_path, FOLDER_MARKER, HIDDEN_PREFIX};
 use super::uploads::{LocalUploads, Uploads};
@@ -695,12 +695,14 @@ impl<'a> LocalWriter<'a> {
                     // the temporary between its creation and this lock: then the lock fails,
                     // or the file is already gone, and the write starts over under a new name.
                     let file = File::from(fd);
-                    let locked = rfs::flock(&file, FlockOperation::NonBlockingLockExclusive);
-                    if locked.is_ok() && rfs::fstat(&file).is_ok_and(|st| st.st_nlink > 0) {
+                    if crate::temps::lock_new(&file) {
                         break (dir, file);
                     }
                     if attempt >= CREATE_ATTEMPTS {
-                        return Err(errno(locked.err().unwrap_or(rustix::io::Errno::NOENT)).into());
+                        return Err(BackendError::new(
+                            ErrorKind::Io,
+                            "temporary files keep being swept away",
+                        ));
                     }
                     attempt += 1;
                     temp = format!("{TEMP_PREFIX}{}", crate::util::unique_token());

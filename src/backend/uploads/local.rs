@@ -219,15 +219,16 @@ impl Uploads for LocalUploads {
         if let Some(writer) = slots::writer(&dir, number, size, self.file_mode)? {
             return Ok(Box::new(writer));
         }
-        let temp = dir.join(format!("{TEMP_PREFIX}{}", crate::util::unique_token()));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        rfs::flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(io::Error::from)?;
+        // A sweep may take the temporary before it is locked: then it is made again.
+        let (name, file) = crate::temps::create_locked(|name| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(name))
+        })?;
         Ok(Box::new(LocalPartWriter {
+            temp: dir.join(name),
             dir,
-            temp,
             file: DurableFile::new(file),
             number,
             room: size.unwrap_or(u64::MAX),

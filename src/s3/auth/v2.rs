@@ -163,15 +163,22 @@ pub(super) fn presigned_auth(
     let access_key = param("AWSAccessKeyId")?;
     let expires_text = param("Expires")?;
     let signature = param("Signature")?;
-    let expires = expires_text
-        .parse::<u64>()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .map_err(|_| {
-            S3Error::new(
-                Code::AccessDenied,
-                "Expires must be a number of seconds since the epoch.",
-            )
-        })?;
+    let too_far = || {
+        S3Error::new(
+            Code::AccessDenied,
+            "Expires lies more than seven days ahead; a presigned URL lives at most seven days.",
+        )
+    };
+    let secs = expires_text.parse::<u64>().map_err(|_| {
+        S3Error::new(
+            Code::AccessDenied,
+            "Expires must be a number of seconds since the epoch.",
+        )
+    })?;
+    // A time past what SystemTime holds is surely more than seven days ahead.
+    let expires = UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(too_far)?;
     if now > expires {
         return Err(S3Error::new(Code::AccessDenied, "Request has expired")
             .with("Expires", util::iso8601(expires))
@@ -180,10 +187,7 @@ pub(super) fn presigned_auth(
     // The same bound as a version 4 URL's X-Amz-Expires, counted from now: the signing
     // time is not in the URL.
     if expires > now + Duration::from_secs(MAX_PRESIGN_EXPIRES) + MAX_SKEW {
-        return Err(S3Error::new(
-            Code::AccessDenied,
-            "Expires lies more than seven days ahead; a presigned URL lives at most seven days.",
-        ));
+        return Err(too_far());
     }
     let secret = keys.secret(&access_key)?;
     let canon = canon(rq);

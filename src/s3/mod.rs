@@ -325,7 +325,18 @@ pub fn handle(app: &App, mut rq: tiny_http::Request, peer: &Peer) {
             )),
             None,
         ),
-        _ => process(app, &mut rq, spooled.as_mut(), &method, &headers, peer),
+        // A bug must cost one request, and that request still gets an S3 error.
+        _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            process(app, &mut rq, spooled.as_mut(), &method, &headers, peer)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!("{request_id}: the request handler panicked");
+            let e = S3Error::new(
+                Code::InternalError,
+                "We encountered an internal error. Please try again.",
+            );
+            (Err(e), None)
+        }),
     };
     drop(spooled);
     let status = match &result {

@@ -353,6 +353,8 @@ def main():
     ap.add_argument("--settle-stable", type=float, default=10.0,
                     help="seconds fds/threads must hold still for an idle sample")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--server-flags", default="",
+                    help="more flags for the server, e.g. '--dir-cache-time 30s' to see caches settle sooner")
     args = ap.parse_args()
     binary = rl.default_bin()
     work = Path(tempfile.mkdtemp(prefix="s3serve-soak-"))
@@ -361,7 +363,7 @@ def main():
     warm = min(60.0, args.seconds / 3)
     print(f"soak: {binary} --workers 4, seed={args.seed}, clients={args.clients}+1 misbehaving, "
           f"{args.seconds:.0f}s (warm {warm:.0f}s), data={data}", flush=True)
-    srv = rl.start_server(data, ["--workers", "4"], work)
+    srv = rl.start_server(data, ["--workers", "4", *args.server_flags.split()], work)
     soak = Soak(args, srv)
     soak.t0 = time.monotonic()
     failures = []

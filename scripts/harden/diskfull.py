@@ -615,18 +615,13 @@ def main():
             mounted.append(d)
         print(f"tmpfs 16 MiB at {mnt} (served) and {cmnt} (gateway cache); free {free_bytes(mnt)} bytes",
               flush=True)
-        try:
-            local_scenarios(rig, mnt)
-        finally:
-            for s in rig.servers:
-                if s.proc.poll() is None:
-                    s.kill()
-        try:
-            gateway_scenarios(rig, cmnt)
-        finally:
-            for s in rig.servers:
-                if s.proc.poll() is None:
-                    s.kill()
+        for scenarios, where in ((local_scenarios, mnt), (gateway_scenarios, cmnt)):
+            try:
+                scenarios(rig, where)
+            finally:
+                for s in rig.servers:
+                    if s.proc.poll() is None:
+                        s.kill()
     finally:
         for d in mounted:
             umount(d)

@@ -867,19 +867,25 @@ impl Drop for LocalWriter<'_> {
 mod cleanup_race_tests {
     use super::*;
 
-    /// Writes of deep keys race deletes whose cleanup removes the directories those writes
-    /// are making or about to use: a write must never fail for a directory that vanished
-    /// under it (it answered 404 NoSuchKey "No such file or directory" over S3).
-    #[test]
-    fn writes_survive_concurrent_cleanup_of_their_parent_directories() {
+    /// A backend over a fresh folder (named with `tag`), with a bucket `bkt`, for threads.
+    fn shared_backend(tag: &str) -> (PathBuf, std::sync::Arc<LocalBackend>) {
         let root =
-            std::env::temp_dir().join(format!("s3serve-cleanrace-{}", crate::util::unique_token()));
+            std::env::temp_dir().join(format!("s3serve-{tag}-{}", crate::util::unique_token()));
         let perms = Perms {
             file: 0o644,
             dir: 0o755,
         };
         let backend = std::sync::Arc::new(LocalBackend::open(&root, perms).unwrap());
         backend.create_bucket("bkt").unwrap();
+        (root, backend)
+    }
+
+    /// Writes of deep keys race deletes whose cleanup removes the directories those writes
+    /// are making or about to use: a write must never fail for a directory that vanished
+    /// under it (it answered 404 NoSuchKey "No such file or directory" over S3).
+    #[test]
+    fn writes_survive_concurrent_cleanup_of_their_parent_directories() {
+        let (root, backend) = shared_backend("cleanrace");
         // Few keys on deep paths: most deletes empty a chain of directories, which their
         // cleanup then removes while other threads are making or entering it.
         let keys: Vec<String> = (0..4)
@@ -922,14 +928,7 @@ mod cleanup_race_tests {
     #[test]
     fn writes_survive_a_concurrent_sweep() {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let root =
-            std::env::temp_dir().join(format!("s3serve-sweeprace-{}", crate::util::unique_token()));
-        let perms = Perms {
-            file: 0o644,
-            dir: 0o755,
-        };
-        let backend = std::sync::Arc::new(LocalBackend::open(&root, perms).unwrap());
-        backend.create_bucket("bkt").unwrap();
+        let (root, backend) = shared_backend("sweeprace");
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let sweeper = {
             let (backend, stop) = (backend.clone(), stop.clone());
